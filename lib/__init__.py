@@ -1,0 +1,19 @@
+"""seqlab: small sequence models on synthetic tasks (the thin package behind notebooks/).
+
+Layout: lib.tasks (one file per task), lib.models (one file per model), lib.train (the
+one training loop), lib.viz (pictures), lib.config (typed configs, sweeps), lib.run (the
+notebook runner), lib.report (what a notebook hands to its report).
+"""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_checkout(notebook: str | None = None) -> Path:
+    """Fail loudly if `import lib` resolved to something other than this repository's package."""
+    if not (ROOT / "notebooks").is_dir() or (notebook and not (ROOT / "notebooks" / notebook).exists()):
+        raise ImportError(
+            f"`lib` was imported from {ROOT}, which is not a seqlab checkout (no notebooks/{notebook or ''}). "
+            "Another package named `lib` shadows it: run `pip install -e .` in the seqlab checkout."
+        )
+    return ROOT

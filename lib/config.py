@@ -1,0 +1,129 @@
+"""Typed, frozen configs loaded from YAML or dicts, and the one sweep expander.
+
+Every config in the project is a frozen dataclass that inherits `Config`:
+`Cls.load(raw)` rejects unknown keys and wrong types with a one-line
+`ConfigError` that names the key and the allowed keys/types, then the
+dataclass' own `__post_init__` checks ranges.
+"""
+from __future__ import annotations
+
+import itertools
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config: the message is one line that names the offending key."""
+
+
+def type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def matches(value: Any, tp: Any) -> bool:
+    """Does `value` (from YAML/JSON) fit the annotation `tp`? int is accepted for float."""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(matches(v, args[0]) for v in value) if args else isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+@dataclass(frozen=True)
+class Config:
+    """Base for typed configs. Subclasses are `@dataclass(frozen=True)`."""
+
+    @classmethod
+    def load(cls, raw: Mapping[str, Any], *, where: str = "") -> "Config":
+        prefix = f"{where}: " if where else ""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{prefix}{cls.__name__} expects a mapping, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}
+        if bad := sorted(set(raw) - known):
+            raise ConfigError(f"{prefix}{cls.__name__}: unknown key(s) {bad}; allowed {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in raw.items():
+            if not matches(value, hints[key]):
+                raise ConfigError(
+                    f"{prefix}{cls.__name__}.{key} = {value!r} ({type(value).__name__}); expected {type_name(hints[key])}"
+                )
+        try:
+            return cls(**raw)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{prefix}{cls.__name__}: {e}") from None
+
+
+def expand(sweep: Any) -> list[dict]:
+    """Expand a sweep into a list of run dicts.
+
+    A sweep is a dict (one run), a `{"grid": {key: [values]}}` (cartesian product,
+    keys in the order given), or a list mixing both:
+
+    >>> expand([{"layers": 6}, {"grid": {"layers": [8, 12], "kernel_size": [9]}}])
+    [{'layers': 6}, {'layers': 8, 'kernel_size': 9}, {'layers': 12, 'kernel_size': 9}]
+    """
+    if isinstance(sweep, list):
+        return [run for item in sweep for run in expand(item)]
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"sweep entry must be a dict or a list, got {type(sweep).__name__}: {sweep!r}")
+    if "grid" not in sweep:
+        return [dict(sweep)]
+    if set(sweep) != {"grid"} or not isinstance(sweep["grid"], dict):
+        raise ConfigError(f"a grid entry is {{'grid': {{key: [values]}}}} alone, got {sweep!r}")
+    grid = sweep["grid"]
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of parameter names to values")
+    return raw
+
+
+def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, where: str) -> None:
+    """Check notebook parameters from a config against the notebook's defaults.
+
+    Keys must exist in the notebook's `parameters` cell; a value must have the
+    default's type (int for float is fine; a default of None accepts anything).
+    """
+    if bad := sorted(set(raw) - set(defaults)):
+        raise ConfigError(f"{where}: unknown key(s) {bad}; the notebook's parameters are {sorted(defaults)}")
+    for key, value in raw.items():
+        default = defaults[key]
+        if default is None:
+            continue
+        tp = float if isinstance(default, float) else type(default)
+        if not matches(value, tp):
+            raise ConfigError(f"{where}: {key} = {value!r} is {type(value).__name__}; expected {tp.__name__} like the default {default!r}")

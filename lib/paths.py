@@ -1,0 +1,22 @@
+"""Repository paths, independent of the working directory (notebooks run from notebooks/)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "checkpoints"
+CONFIGS = ROOT / "configs"
+NOTEBOOKS = ROOT / "notebooks"
+REPORTS = ROOT / "reports"
+IMAGES = ROOT / "images"
+
+
+def git_revision() -> str:
+    """Short commit hash, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
