@@ -104,7 +104,7 @@ def header(name: str, profile: str, config: Path, params: dict, command: str, wa
     )
 
 
-def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "") -> Path:
+def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path = ROOT) -> Path:
     import papermill
 
     nb_path = notebook_path(name)
@@ -134,13 +134,14 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
         if n_figures < min_figures:
             raise RuntimeError(f"notebook {name} produced {n_figures} figures (expected >= {min_figures}); no report written")
         # Everything is ready: move it into place.
-        REPORTS.mkdir(exist_ok=True)
-        IMAGES.mkdir(exist_ok=True)
-        shutil.rmtree(IMAGES / name, ignore_errors=True)
-        shutil.move(tmp / "images", IMAGES / name)
+        reports, images = out / REPORTS.name, out / IMAGES.name
+        reports.mkdir(parents=True, exist_ok=True)
+        images.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(images / name, ignore_errors=True)
+        shutil.move(tmp / "images", images / name)
         if (tmp / "results.csv").exists():
-            shutil.move(tmp / "results.csv", REPORTS / f"{name}.csv")
-        report = REPORTS / f"{name}.md"
+            shutil.move(tmp / "results.csv", reports / f"{name}.csv")
+        report = reports / f"{name}.md"
         report.with_suffix(".md.tmp").write_text(md)
         os.replace(report.with_suffix(".md.tmp"), report)
     return report
@@ -151,17 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
     ap.add_argument("--config", required=True, type=Path, help="YAML of notebook parameters; its file name is the profile")
     ap.add_argument("--show-code", action="store_true", help="include code cells in the report")
+    ap.add_argument("--out", type=Path, default=ROOT, help="folder that receives reports/ and images/ (default: the repository)")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     try:
-        report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv))
+        report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {report.relative_to(ROOT)}")
+    print(f"wrote {report}")
     return 0
 
 

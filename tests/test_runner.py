@@ -1,0 +1,72 @@
+"""The runner end to end: bad input fails in one line and writes nothing; a good run writes a full report."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lib.paths import ROOT
+from lib.run import parameters_of
+
+SMOKE = ROOT / "configs/selective_copy/smoke.yml"
+
+
+def runner(*args, out: Path):
+    return subprocess.run([sys.executable, "-m", "lib.run", *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, yaml, message",
+    [
+        (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['selective_copy'"),
+        (["selective_copy", "--config", "configs/selective_copy/nope.yml"], None, "error: config file not found: configs/selective_copy/nope.yml"),
+        (["selective_copy", "--config", "{cfg}"], "samples: 100\nlayerz: 3\n", "unknown key(s) ['layerz']"),
+        (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' is str; expected int"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, args, yaml, message):
+    if yaml is not None:
+        (tmp_path / "bad.yml").write_text(yaml)
+        args = [a.replace("{cfg}", str(tmp_path / "bad.yml")) for a in args]
+    out = tmp_path / "out"
+    r = runner(*args, out=out)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and message in r.stderr
+    assert not out.exists()
+
+
+def test_failing_notebook_leaves_no_partial_report(tmp_path):
+    raw = SMOKE.read_text().split("sweep:")[0] + "sweep: [{layers: 2, dilation: [1, 2, 3]}]\nsamples: 640\n"
+    (tmp_path / "broken.yml").write_text(raw)
+    out = tmp_path / "out"
+    r = runner("selective_copy", "--config", str(tmp_path / "broken.yml"), out=out)
+    assert r.returncode == 1
+    assert "error: notebook selective_copy failed in cell" in r.stderr and "dilation: 3 values" in r.stderr
+    assert not (out / "reports").exists() and not (out / "images").exists()
+
+
+def test_smoke_profile_writes_report_figures_and_table(tmp_path):
+    r = runner("selective_copy", "--config", str(SMOKE), out=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "reports/selective_copy.md").read_text()
+    for field in ("| profile | `smoke`", "| device | CPU", "| torch |", "| git revision |", "| date |", "| wall time |", "| command |"):
+        assert field in md
+    figures = {p.name for p in (tmp_path / "images/selective_copy").glob("*.png")}
+    assert {"error_curves.png", "val_loss_curves.png", "validation_best.png", "rf-l6-ks9-dil1-s50.png"} <= figures
+    for name in figures:
+        assert f"](../images/selective_copy/{name})" in md
+    df = pd.read_csv(tmp_path / "reports/selective_copy.csv")
+    assert {"run", "layers", "kernel_size", "dilation", "params", "seed", "step", "samples", "val_loss", "val_error_pct",
+            "samples_per_s", "train_minutes", "device"} <= set(df.columns)
+    assert sorted(df["run"].unique()) == ["l2-ks3-dil1-2-ch16", "l2-ks3-dil1-ch16"]
+    assert "## What we found" in md and "Traceback" not in md
+
+
+def test_parameters_cell_is_read():
+    params = parameters_of(ROOT / "notebooks/selective_copy.ipynb")
+    assert {"samples", "sweep", "seeds", "lr", "val_size", "device"} <= set(params)
+    for cfg in (ROOT / "configs/selective_copy").glob("*.yml"):
+        import yaml
+
+        assert set(yaml.safe_load(cfg.read_text())) <= set(params), cfg.name
