@@ -73,6 +73,11 @@ class Config:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{prefix}{cls.__name__}: {e}") from None
 
+    @classmethod
+    def sweep(cls, sweep: Any, **shared: Any) -> list:
+        """One validated config per run of `expand(sweep)`, each on top of the `shared` values."""
+        return [cls.load({**shared, **run}, where=f"sweep[{i}]") for i, run in enumerate(expand(sweep))]
+
 
 def expand(sweep: Any) -> list[dict]:
     """Expand a sweep into a list of run dicts.

@@ -96,3 +96,10 @@ def test_read_yaml_errors(tmp_path):
     (tmp_path / "bad.yml").write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_yaml(tmp_path / "bad.yml")
+
+
+def test_sweep_builds_validated_configs_on_shared_values():
+    runs = ConvTextConfig.sweep([{"layers": 2}, {"grid": {"layers": [3], "dilation": [1, [1, 2, 3]]}}], channels=8)
+    assert [r.name for r in runs] == ["l2-ks9-dil1-ch8", "l3-ks9-dil1-ch8", "l3-ks9-dil1-2-3-ch8"]
+    with pytest.raises(ConfigError, match=r"sweep\[1\]: ConvTextConfig: dilation: 2 values"):
+        ConvTextConfig.sweep([{"layers": 2}, {"layers": 3, "dilation": [1, 2]}])

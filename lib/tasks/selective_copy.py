@@ -92,6 +92,7 @@ class SelectiveCopy:
 
     def __init__(self, cfg: SelectiveCopyConfig):
         self.cfg = cfg
+        self.spec = (cfg,)  # what identifies this task in a checkpoint key
         self.val = sample(cfg, cfg.val_size, gen=torch.Generator().manual_seed(cfg.val_seed))
         self.val_keys = frozenset(_keys(self.val.y))
         self.skipped = 0  # training samples dropped because they equal a validation sample

@@ -1,0 +1,153 @@
+"""The looping wrapper: any backbone, run b times with input injection.
+
+Ref: Yang et al. 2023, "Looped Transformers are Better at Learning Learning Algorithms"
+(arXiv 2311.12424), section 3; shared/reference/looped_transformers.md section 2.
+
+Glossary: Z prompt tokens (B, N, d_in); E = read_in(Z) the injected embedding (B, N, e);
+H_t the recurrent state; b loop iterations in training; T loss window (the last T
+iterations are in the loss, the first b - T run without gradient); s the injection scale.
+
+    H_0 = 0;   H_t = Backbone(mask * H_{t-1} + s_t * E);   y_t = read_out(H_t)
+
+A standard (non-looped) transformer is the same model with b = T = 1 and an L-layer
+backbone: y = read_out(Backbone(E)). At inference the loop runs any number of iterations.
+`inject`: 'none' (s = 1), 'scalar' (one learnable s ~ U[0,1), the reference's "lr"),
+'iteration' (a learnable s_t per iteration t < b, reused for t >= b), or 'folded' (the control:
+s = 1 and nothing extra to learn, but the read-in starts multiplied by the same s ~ U[0,1) that
+'scalar' draws: read-in is affine, so at initialisation the two models compute the same function).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from lib.config import Config
+from lib.models.gpt import GPTBackbone, GPTConfig
+
+INJECT = ("none", "scalar", "iteration", "folded")
+
+
+@dataclass(frozen=True)
+class LoopedConfig(Config):
+    d_in: int = 20  # token width
+    n_embd: int = 256
+    n_head: int = 8
+    n_layer: int = 1  # layers of the loop body (a standard TF: its depth, with b = T = 1)
+    n_positions: int = 203
+    b: int = 1  # loop iterations in training
+    T: int = 1  # loss window: the last T iterations
+    inject: str = "none"
+
+    def __post_init__(self):
+        if self.b < 1 or self.T < 1:
+            raise ValueError(f"b and T must be >= 1, got b={self.b}, T={self.T}")
+        if self.inject not in INJECT:
+            raise ValueError(f"inject must be one of {list(INJECT)}, got {self.inject!r}")
+        self.backbone()  # validates width/heads
+
+    def backbone(self) -> GPTConfig:
+        return GPTConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head, n_positions=self.n_positions)
+
+    @property
+    def looped(self) -> bool:
+        return self.b > 1
+
+    @property
+    def name(self) -> str:
+        tag = {"none": "", "scalar": "-lr", "iteration": "-lrvec", "folded": "-folded"}[self.inject]
+        return f"looped-L{self.n_layer}-b{self.b}-T{self.T}{tag}" if self.looped else f"tf-L{self.n_layer}{tag}"
+
+
+    def columns(self) -> dict:
+        """This config in the results-table columns."""
+        return {"layers": self.n_layer, "b": self.b, "T": min(self.T, self.b), "looped": self.looped, "inject": self.inject}
+
+
+def keep_pairs(n_tokens: int, n_pairs: int, where: str) -> torch.Tensor:
+    """(n_tokens,) mask keeping the recurrent state of the first or last `n_pairs` pairs (2 tokens each)."""
+    if where not in ("first", "last"):
+        raise ValueError(f"where must be one of ['first', 'last'], got {where!r}")
+    mask = torch.zeros(n_tokens)
+    keep = min(2 * n_pairs, n_tokens)
+    if keep:
+        mask[:keep] = 1 if where == "first" else 0
+        if where == "last":
+            mask[n_tokens - keep :] = 1
+    return mask
+
+
+class Looped(nn.Module):
+    def __init__(self, cfg: LoopedConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.read_in = nn.Linear(cfg.d_in, cfg.n_embd)
+        self.backbone = GPTBackbone(cfg.backbone())
+        self.read_out = nn.Linear(cfg.n_embd, 1)
+        if cfg.inject == "scalar":
+            self.s = nn.Parameter(torch.rand(()))
+        elif cfg.inject == "iteration":
+            self.s = nn.Parameter(torch.rand(cfg.b))
+        elif cfg.inject == "folded":
+            with torch.no_grad():
+                s = torch.rand(())
+                self.read_in.weight.mul_(s)
+                self.read_in.bias.mul_(s)
+
+    def scale(self, t: int) -> torch.Tensor | float:
+        if self.cfg.inject in ("none", "folded"):
+            return 1.0
+        return self.s if self.s.dim() == 0 else self.s[min(t, len(self.s) - 1)]
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        iters: int | None = None,
+        keep: int = 1,
+        grad_last: int | None = None,
+        state_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predictions (keep, B, N) of the last `keep` of `iters` iterations (default: b).
+
+        Iterations before the last `grad_last` run without gradient (all have it when None).
+        `state_mask` (N,) multiplies the recurrent state before every backbone call
+        (the input injection E is never masked).
+        """
+        iters = self.cfg.b if iters is None else iters
+        if not 1 <= keep <= iters:
+            raise ValueError(f"keep={keep} must be in [1, iters={iters}]")
+        E = self.read_in(z)  # (B, N, e)
+        H = torch.zeros_like(E)
+        mask = None if state_mask is None else state_mask.to(E.dtype).view(1, -1, 1)
+        outs = []
+        grad = torch.is_grad_enabled()
+        for t in range(iters):
+            with torch.set_grad_enabled(grad and (grad_last is None or t >= iters - grad_last)):
+                if mask is not None:
+                    H = H * mask
+                H = self.backbone(H + self.scale(t) * E)
+                if t >= iters - keep:
+                    outs.append(self.read_out(H).squeeze(-1))  # (B, N)
+        return torch.stack(outs)
+
+    def train_predictions(self, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
+        """(T', B, N): the predictions in the training loss, T' = min(T, b); b from a curriculum or cfg.b."""
+        b = self.cfg.b if b is None else b
+        window = min(self.cfg.T, b)
+        return self(z, iters=b, keep=window, grad_last=window)
+
+    def n_params(self, positions: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if positions else n - self.backbone.wpe.weight.numel()
+
+    @torch.no_grad()
+    def folded(self) -> "Looped":
+        """For inject='scalar': the equivalent plain model with s folded into the affine read-in."""
+        if self.cfg.inject != "scalar":
+            raise ValueError("only a scalar injection scale can be folded into the read-in")
+        plain = Looped(LoopedConfig(**{**self.cfg.__dict__, "inject": "none"}))
+        plain.load_state_dict({k: v for k, v in self.state_dict().items() if k != "s"})
+        plain.read_in.weight.mul_(self.s)
+        plain.read_in.bias.mul_(self.s)
+        return plain

@@ -1,0 +1,66 @@
+"""Pictures of in-context learning: error vs in-context examples, error vs loop iterations."""
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+ERROR = "squared error / E[y²] (1 = predicting 0)"
+
+
+def error_vs_k(errors: pd.DataFrame, baselines: pd.DataFrame | None = None, title: str = "") -> Figure:
+    """errors: columns label, k, error (mean over seeds is drawn with a 95 % band); baselines dashed."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    sns.lineplot(data=errors, x="k", y="error", hue="label", ax=ax, errorbar=("ci", 95))
+    if baselines is not None:
+        for name, g in baselines.groupby("model"):
+            ax.plot(g["k"], g["error"], ls="--", lw=1, label=name)
+    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("in-context examples k")
+    ax.set_ylabel(ERROR)
+    ax.set_title(title or "Error vs number of in-context examples")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, flat: dict[str, float] | None = None, title: str = "") -> Figure:
+    """errors: columns label, iters, error. `marks`: label -> b (dotted vertical line); `flat`: label -> level."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    sns.lineplot(data=errors, x="iters", y="error", hue="label", ax=ax, errorbar=("ci", 95))
+    palette = dict(zip(errors["label"].unique(), sns.color_palette()))
+    for label, b in (marks or {}).items():
+        ax.axvline(b, color=palette.get(label, "grey"), ls=":", lw=1)
+    for label, level in (flat or {}).items():
+        ax.axhline(level, color="black", ls="--", lw=1, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("loop iterations at inference (dotted: b used in training)")
+    ax.set_ylabel(ERROR)
+    ax.set_title(title or "Error at the last position vs loop iterations")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_masking(df: pd.DataFrame, title: str = "") -> Figure:
+    """df: columns where ('first'/'last'), n_pairs, error, label (model), multiple (iterations / b)."""
+    wheres = list(dict.fromkeys(df["where"]))
+    fig = Figure(figsize=(6 * len(wheres), 4.2))
+    axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
+    for ax, where in zip(axes, wheres):
+        sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax, errorbar=("ci", 95))
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"pairs whose state is kept ({where} N)")
+        ax.set_ylabel(ERROR)
+        ax.set_title(f"state kept for the {where} N pairs only")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, title="model / loops÷b", title_fontsize=6)
+    fig.suptitle(title or "Masking the recurrent state at evaluation")
+    fig.tight_layout()
+    return fig
