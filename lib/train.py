@@ -95,9 +95,13 @@ def checkpoint_path(study: str, name: str, *configs: Any) -> Path:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint.
+
+    The temporary name is per process, so two processes training the same run (e.g. two
+    notebooks under pytest-xdist) each rename a complete file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 

@@ -151,3 +151,26 @@ def test_keep_pairs_masks():
     assert keep_pairs(8, 0, "first").sum() == 0 and keep_pairs(8, 9, "last").sum() == 8
     with pytest.raises(ValueError, match="where must be one of"):
         keep_pairs(8, 1, "middle")
+
+
+class Halve(torch.nn.Module):
+    """A toy loop body: h -> h / 2 (any module (B, N, e) -> (B, N, e) can be looped)."""
+
+    def forward(self, h):
+        return 0.5 * h
+
+
+def test_any_module_can_be_the_loop_body():
+    # H_t = (H_{t-1} + E) / 2 with H_0 = 0  =>  H_t = (1 - 2^-t) E
+    model = Looped(LoopedConfig(**SMALL, b=4), backbone=Halve())
+    z = prompt()
+    with torch.no_grad():
+        E = model.read_in(z)
+        preds = model(z, iters=4, keep=4)
+        for t in range(1, 5):
+            torch.testing.assert_close(preds[t - 1], model.read_out((1 - 2.0**-t) * E).squeeze(-1))
+
+
+def test_unknown_body_names_the_registry():
+    with pytest.raises(ValueError, match=r"body must be one of \['gpt', 'mamba', 'ssd'\]"):
+        LoopedConfig(body="rnn")

@@ -19,7 +19,7 @@ def runner(*args, out: Path):
 @pytest.mark.parametrize(
     "args, yaml, message",
     [
-        (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['selective_copy'"),
+        (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['learnable_loop_lr', 'looped_n_layers'"),
         (["selective_copy", "--config", "configs/selective_copy/nope.yml"], None, "error: config file not found: configs/selective_copy/nope.yml"),
         (["selective_copy", "--config", "{cfg}"], "samples: 100\nlayerz: 3\n", "unknown key(s) ['layerz']"),
         (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' is str; expected int"),
@@ -63,10 +63,16 @@ def test_smoke_profile_writes_report_figures_and_table(tmp_path):
     assert "## What we found" in md and "Traceback" not in md
 
 
-def test_parameters_cell_is_read():
+def test_every_config_matches_its_notebook_parameters():
+    import yaml
+
+    from lib.config import check_parameters
+
     params = parameters_of(ROOT / "notebooks/selective_copy.ipynb")
     assert {"samples", "sweep", "seeds", "lr", "val_size", "device"} <= set(params)
-    for cfg in (ROOT / "configs/selective_copy").glob("*.yml"):
-        import yaml
-
-        assert set(yaml.safe_load(cfg.read_text())) <= set(params), cfg.name
+    configs = sorted((ROOT / "configs").glob("*/*.yml"))
+    assert len(configs) >= 15
+    for cfg in configs:
+        nb = ROOT / "notebooks" / f"{cfg.parent.name}.ipynb"
+        assert nb.exists(), f"{cfg} has no notebook"
+        check_parameters(yaml.safe_load(cfg.read_text()), parameters_of(nb), where=str(cfg))

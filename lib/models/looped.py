@@ -11,6 +11,7 @@ iterations are in the loss, the first b - T run without gradient); s the injecti
 
 A standard (non-looped) transformer is the same model with b = T = 1 and an L-layer
 backbone: y = read_out(Backbone(E)). At inference the loop runs any number of iterations.
+The backbone is any module (B, N, e) -> (B, N, e): named by `body` from BODIES, or passed in.
 `inject`: 'none' (s = 1), 'scalar' (one learnable s ~ U[0,1), the reference's "lr"),
 'iteration' (a learnable s_t per iteration t < b, reused for t >= b), or 'folded' (the control:
 s = 1 and nothing extra to learn, but the read-in starts multiplied by the same s ~ U[0,1) that
@@ -18,6 +19,7 @@ s = 1 and nothing extra to learn, but the read-in starts multiplied by the same 
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -25,8 +27,26 @@ import torch.nn as nn
 
 from lib.config import Config
 from lib.models.gpt import GPTBackbone, GPTConfig
+from lib.models.mamba import MambaBackbone, MambaConfig
+from lib.models.ssd import SSDBackbone, SSDConfig
 
 INJECT = ("none", "scalar", "iteration", "folded")
+
+
+def gpt_body(cfg: "LoopedConfig") -> nn.Module:
+    return GPTBackbone(cfg.gpt())
+
+
+def mamba_body(cfg: "LoopedConfig") -> nn.Module:
+    return MambaBackbone(MambaConfig(d_model=cfg.n_embd, n_layer=cfg.n_layer, d_state=cfg.d_state))
+
+
+def ssd_body(cfg: "LoopedConfig") -> nn.Module:
+    return SSDBackbone(SSDConfig(d_model=cfg.n_embd, n_layer=cfg.n_layer, d_state=cfg.d_state, d_head=cfg.d_head))
+
+
+# Loop bodies by name: config -> module (B, N, e) -> (B, N, e).
+BODIES = {"gpt": gpt_body, "mamba": mamba_body, "ssd": ssd_body}
 
 
 @dataclass(frozen=True)
@@ -39,15 +59,21 @@ class LoopedConfig(Config):
     b: int = 1  # loop iterations in training
     T: int = 1  # loss window: the last T iterations
     inject: str = "none"
+    body: str = "gpt"  # a key of BODIES
+    d_state: int = 16  # state-space bodies: state size N
+    d_head: int = 16  # ssd body: head width P
 
     def __post_init__(self):
         if self.b < 1 or self.T < 1:
             raise ValueError(f"b and T must be >= 1, got b={self.b}, T={self.T}")
         if self.inject not in INJECT:
             raise ValueError(f"inject must be one of {list(INJECT)}, got {self.inject!r}")
-        self.backbone()  # validates width/heads
+        if self.body not in BODIES:
+            raise ValueError(f"body must be one of {sorted(BODIES)}, got {self.body!r}")
+        if self.body == "gpt":
+            self.gpt()  # validates width/heads
 
-    def backbone(self) -> GPTConfig:
+    def gpt(self) -> GPTConfig:
         return GPTConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head, n_positions=self.n_positions)
 
     @property
@@ -57,7 +83,8 @@ class LoopedConfig(Config):
     @property
     def name(self) -> str:
         tag = {"none": "", "scalar": "-lr", "iteration": "-lrvec", "folded": "-folded"}[self.inject]
-        return f"looped-L{self.n_layer}-b{self.b}-T{self.T}{tag}" if self.looped else f"tf-L{self.n_layer}{tag}"
+        kind = "" if self.body == "gpt" else f"{self.body}-"
+        return f"{kind}looped-L{self.n_layer}-b{self.b}-T{self.T}{tag}" if self.looped else f"{kind or 'tf-'}L{self.n_layer}{tag}"
 
 
     def columns(self) -> dict:
@@ -79,11 +106,11 @@ def keep_pairs(n_tokens: int, n_pairs: int, where: str) -> torch.Tensor:
 
 
 class Looped(nn.Module):
-    def __init__(self, cfg: LoopedConfig):
+    def __init__(self, cfg: LoopedConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.read_in = nn.Linear(cfg.d_in, cfg.n_embd)
-        self.backbone = GPTBackbone(cfg.backbone())
+        self.backbone = BODIES[cfg.body](cfg) if backbone is None else backbone
         self.read_out = nn.Linear(cfg.n_embd, 1)
         if cfg.inject == "scalar":
             self.s = nn.Parameter(torch.rand(()))
@@ -139,14 +166,15 @@ class Looped(nn.Module):
 
     def n_params(self, positions: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        return n if positions else n - self.backbone.wpe.weight.numel()
+        wpe = getattr(self.backbone, "wpe", None)
+        return n if positions or wpe is None else n - wpe.weight.numel()
 
     @torch.no_grad()
     def folded(self) -> "Looped":
         """For inject='scalar': the equivalent plain model with s folded into the affine read-in."""
         if self.cfg.inject != "scalar":
             raise ValueError("only a scalar injection scale can be folded into the read-in")
-        plain = Looped(LoopedConfig(**{**self.cfg.__dict__, "inject": "none"}))
+        plain = Looped(LoopedConfig(**{**self.cfg.__dict__, "inject": "none"}), backbone=copy.deepcopy(self.backbone))
         plain.load_state_dict({k: v for k, v in self.state_dict().items() if k != "s"})
         plain.read_in.weight.mul_(self.s)
         plain.read_in.bias.mul_(self.s)

@@ -8,6 +8,17 @@ from matplotlib.figure import Figure
 ERROR = "squared error / E[y²] (1 = predicting 0)"
 
 
+def _finish(ax, xlabel: str, title: str, legend_title: str | None = None) -> None:
+    """Shared styling: log error axis, predict-zero line, labels, grid, legend."""
+    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ERROR)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6 if legend_title else 7, title=legend_title, title_fontsize=6)
+
+
 def error_vs_k(errors: pd.DataFrame, baselines: pd.DataFrame | None = None, title: str = "") -> Figure:
     """errors: columns label, k, error (mean over seeds is drawn with a 95 % band); baselines dashed."""
     fig = Figure(figsize=(7, 4.2))
@@ -16,13 +27,7 @@ def error_vs_k(errors: pd.DataFrame, baselines: pd.DataFrame | None = None, titl
     if baselines is not None:
         for name, g in baselines.groupby("model"):
             ax.plot(g["k"], g["error"], ls="--", lw=1, label=name)
-    ax.axhline(1.0, color="grey", ls=":", lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("in-context examples k")
-    ax.set_ylabel(ERROR)
-    ax.set_title(title or "Error vs number of in-context examples")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish(ax, "in-context examples k", title or "Error vs number of in-context examples")
     fig.tight_layout()
     return fig
 
@@ -37,12 +42,7 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
         ax.axvline(b, color=palette.get(label, "grey"), ls=":", lw=1)
     for label, level in (flat or {}).items():
         ax.axhline(level, color="black", ls="--", lw=1, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("loop iterations at inference (dotted: b used in training)")
-    ax.set_ylabel(ERROR)
-    ax.set_title(title or "Error at the last position vs loop iterations")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish(ax, "loop iterations at inference (dotted: b used in training)", title or "Error at the last position vs loop iterations")
     fig.tight_layout()
     return fig
 
@@ -54,13 +54,7 @@ def error_vs_masking(df: pd.DataFrame, title: str = "") -> Figure:
     axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
     for ax, where in zip(axes, wheres):
         sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax, errorbar=("ci", 95))
-        ax.axhline(1.0, color="grey", ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel(f"pairs whose state is kept ({where} N)")
-        ax.set_ylabel(ERROR)
-        ax.set_title(f"state kept for the {where} N pairs only")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, title="model / loops÷b", title_fontsize=6)
+        _finish(ax, f"pairs whose state is kept ({where} N)", f"state kept for the {where} N pairs only", "model / loops÷b")
     fig.suptitle(title or "Masking the recurrent state at evaluation")
     fig.tight_layout()
     return fig

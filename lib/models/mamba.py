@@ -1,0 +1,206 @@
+"""Mamba-1: the selective state-space block in plain PyTorch, with a chunked parallel scan.
+
+Ref: Gu & Dao 2023, "Mamba" (arXiv 2312.00752), section 3 and Algorithm 2; the module layout
+and parameter names follow johnma2006/mamba-minimal and alxndrTL/mamba.py (`mambapy`), whose
+block is our test oracle. Facts: shared/reference/ssd_language_model.md.
+
+Glossary: B batch, L length, D d_model, E d_inner = expand * D, N d_state, R dt_rank.
+
+    x, z  = in_proj(u)                                   (B, L, E) each
+    x     = SiLU(causal depthwise conv_k(x))             k = d_conv
+    Δ     = softplus(dt_proj(x_proj_R(x)))               (B, L, E), input-dependent step
+    B, C  = x_proj_N(x), x_proj_N'(x)                    (B, L, N)
+    A     = -exp(A_log)                                  (E, N), diagonal
+    h_t   = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t             (B, E, N)      <- the selective scan
+    y_t   = C_t h_t + D x_t
+    out   = out_proj(y * SiLU(z))
+
+The scan h_t = a_t h_{t-1} + b_t is linear in h, so it is associative. `scan_ref` is the
+sequential recurrence (the readable reference); `scan` is a two-level chunked scan: a
+sequential pass inside all chunks at once (Q steps), one across chunk boundaries (L/Q steps),
+then a correction; about 2 sqrt(L) small steps instead of L.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from lib.config import Config
+
+
+def scan_ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + b_t with h_{-1} = 0, one step at a time. a, b: (B, L, ...) -> h (B, L, ...)."""
+    h = torch.zeros_like(b[:, 0])
+    hs = []
+    for t in range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        hs.append(h)
+    return torch.stack(hs, dim=1)
+
+
+def scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+    """The same recurrence as scan_ref, by a two-level chunked scan. chunk = 0: about sqrt(L)."""
+    L = b.shape[1]
+    Q = chunk or max(1, round(math.sqrt(L)))
+    pad = (-L) % Q
+    if pad:  # identity steps (a = 1, b = 0) at the end
+        a = torch.cat([a, a.new_ones((a.shape[0], pad, *a.shape[2:]))], dim=1)
+        b = torch.cat([b, b.new_zeros((b.shape[0], pad, *b.shape[2:]))], dim=1)
+    a, b = (rearrange(t, "b (k q) ... -> q b k ...", q=Q) for t in (a, b))  # (Q, B, K, ...)
+    # 1. inside every chunk at once: local state h (from 0) and cumulative decay p
+    h, p = torch.zeros_like(b[0]), torch.ones_like(a[0])
+    hs, ps = [], []
+    for a_q, b_q in zip(a.unbind(0), b.unbind(0)):
+        h, p = a_q * h + b_q, p * a_q
+        hs.append(h)
+        ps.append(p)
+    hs, ps = torch.stack(hs), torch.stack(ps)  # (Q, B, K, ...)
+    # 2. across chunks: the state entering chunk k
+    carry, carries = torch.zeros_like(hs[0][:, 0]), []
+    for p_end, h_end in zip(ps[-1].unbind(1), hs[-1].unbind(1)):
+        carries.append(carry)
+        carry = p_end * carry + h_end
+    # 3. every position adds the carried-in state, decayed by the chunk's cumulative product
+    h = hs + ps * torch.stack(carries, dim=1)
+    return rearrange(h, "q b k ... -> b (k q) ...")[:, :L]
+
+
+@dataclass(frozen=True)
+class MambaConfig(Config):
+    d_model: int = 64
+    n_layer: int = 1
+    d_state: int = 16  # N
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int = 0  # 0: ceil(d_model / 16)
+    scan: str = "chunked"  # 'chunked' (parallel) or 'sequential' (the reference)
+    chunk: int = 0  # 0: about sqrt(L)
+
+    def __post_init__(self):
+        if min(self.d_model, self.n_layer, self.d_state, self.d_conv, self.expand) < 1 or self.dt_rank < 0 or self.chunk < 0:
+            raise ValueError("d_model, n_layer, d_state, d_conv, expand must be >= 1; dt_rank, chunk >= 0")
+        if self.scan not in ("chunked", "sequential"):
+            raise ValueError(f"scan must be one of ['chunked', 'sequential'], got {self.scan!r}")
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def rank(self) -> int:
+        return self.dt_rank or math.ceil(self.d_model / 16)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class CausalConv(nn.Conv1d):
+    """Depthwise causal conv over time on (B, L, C), with a step() over a buffer of the last k-1 inputs."""
+
+    def __init__(self, channels: int, k: int):
+        super().__init__(channels, channels, k, groups=channels, padding=k - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(super().forward(rearrange(x, "b l c -> b c l"))[..., : x.shape[1]], "b c l -> b l c")
+
+    def step(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C), buf (B, C, k-1) -> output (B, C), new buffer."""
+        window = torch.cat([buf, x[..., None]], dim=-1)  # (B, C, k)
+        y = (window * rearrange(self.weight, "c 1 k -> c k")).sum(-1) + self.bias
+        return y, window[..., 1:]
+
+
+class MambaMixer(nn.Module):
+    """The selective SSM mixer; parameter names match mambapy's MambaBlock."""
+
+    def __init__(self, cfg: MambaConfig, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4):
+        super().__init__()
+        self.cfg = cfg
+        E, N, R = cfg.d_inner, cfg.d_state, cfg.rank
+        self.in_proj = nn.Linear(cfg.d_model, 2 * E, bias=False)
+        self.conv1d = CausalConv(E, cfg.d_conv)
+        self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(R, E, bias=True)
+        nn.init.uniform_(self.dt_proj.weight, -(R**-0.5), R**-0.5)
+        dt = torch.exp(torch.rand(E) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
+        with torch.no_grad():  # bias = softplus^-1(dt): initial steps in [dt_min, dt_max]
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32).repeat(E, 1)))  # S4D-real: A = -(1..N)
+        self.D = nn.Parameter(torch.ones(E))
+        self.out_proj = nn.Linear(E, cfg.d_model, bias=False)
+
+    def _ssm_inputs(self, x: torch.Tensor):
+        """x (..., E) -> Δ (..., E), B (..., N), C (..., N)."""
+        delta, B, C = self.x_proj(x).split([self.cfg.rank, self.cfg.d_state, self.cfg.d_state], dim=-1)
+        return F.softplus(self.dt_proj(delta)), B, C
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E)
+        x = F.silu(self.conv1d(x))
+        delta, B, C = self._ssm_inputs(x)
+        A = -torch.exp(self.A_log.float())  # (E, N)
+        dA = torch.exp(delta[..., None] * A)  # (B, L, E, N)
+        dBx = (delta * x)[..., None] * B[:, :, None, :]  # (B, L, E, N)
+        h = scan(dA, dBx, self.cfg.chunk) if self.cfg.scan == "chunked" else scan_ref(dA, dBx)
+        y = (h @ C[..., None]).squeeze(-1) + self.D * x  # (B, L, E)
+        return self.out_proj(y * F.silu(z))
+
+    def step(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None):
+        """One token: u (B, D), state (h (B, E, N), conv buffer (B, E, k-1)) -> (out (B, D), new state)."""
+        E, N = self.cfg.d_inner, self.cfg.d_state
+        if state is None:
+            state = (u.new_zeros(u.shape[0], E, N), u.new_zeros(u.shape[0], E, self.cfg.d_conv - 1))
+        h, buf = state
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        x, buf = self.conv1d.step(x, buf)
+        x = F.silu(x)
+        delta, B, C = self._ssm_inputs(x)
+        A = -torch.exp(self.A_log.float())
+        h = torch.exp(delta[..., None] * A) * h + (delta * x)[..., None] * B[:, None, :]
+        y = (h @ C[..., None]).squeeze(-1) + self.D * x
+        return self.out_proj(y * F.silu(z)), (h, buf)
+
+
+class SSMBackbone(nn.Module):
+    """(B, L, D) -> (B, L, D): n_layer residual blocks x + mixer(RMSNorm(x)), then RMSNorm.
+
+    No position embeddings: the scan is ordered. `mixer` builds one mixer from the config.
+    """
+
+    def __init__(self, cfg, mixer: type[nn.Module]):
+        super().__init__()
+        self.cfg = cfg
+        self.norms = nn.ModuleList(RMSNorm(cfg.d_model) for _ in range(cfg.n_layer))
+        self.mixers = nn.ModuleList(mixer(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = RMSNorm(cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for norm, mixer in zip(self.norms, self.mixers):
+            x = x + mixer(norm(x))
+        return self.norm_f(x)
+
+    def step(self, x: torch.Tensor, states: list | None = None) -> tuple[torch.Tensor, list]:
+        """One token x (B, D) through every layer, carrying each layer's state: O(1) per token."""
+        states = states or [None] * len(self.mixers)
+        new = []
+        for norm, mixer, state in zip(self.norms, self.mixers, states):
+            y, state = mixer.step(norm(x), state)
+            x = x + y
+            new.append(state)
+        return self.norm_f(x), new
+
+
+class MambaBackbone(SSMBackbone):
+    def __init__(self, cfg: MambaConfig):
+        super().__init__(cfg, MambaMixer)
