@@ -122,8 +122,14 @@ class InContextRegression:
 
     @staticmethod
     def loss(model, batch: Batch) -> torch.Tensor:
-        """MSE of the predictions at x positions, averaged over the loss window's iterations."""
-        preds = model.train_predictions(batch.z, batch.loops)[:, :, 0::2]  # (T, B, k)
+        """MSE of the predictions at x positions, averaged over the loss window's iterations.
+
+        b comes from the loop curriculum (or the model's cfg.b); the window is min(T, b). The
+        model is called directly, so a torch.compile'd model runs compiled.
+        """
+        b = batch.loops or model.cfg.b
+        window = min(model.cfg.T, b)
+        preds = model(batch.z, iters=b, keep=window, grad_last=window)[:, :, 0::2]  # (T, B, k)
         return ((preds.float() - batch.y) ** 2).mean()
 
     @torch.no_grad()
