@@ -1,13 +1,17 @@
-"""Curricula: values that change with the training step.
+"""Curricula: what a task draws changes with the training step or with the model's progress.
 
 `Ramp` is the step schedule of the looped-transformer paper (arXiv 2311.12424, section 3 of
 shared/reference/looped_transformers.md): every `every` steps the value grows by `inc`,
 capped at `end` (dims 5 -> 20 +1/5k, points 11 -> 41 +2/5k, loops T -> b +2/500).
 `every = 0` means no curriculum: the value is `end` from the first step.
+`UniformLength` and `AdaptiveLength` shorten samples (thinker.md, section 3); `ComputeRandom`
+draws the latent model's compute per batch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from lib.config import Config
 
@@ -29,3 +33,60 @@ class Ramp(Config):
         if self.every == 0 or self.start is None:
             return self.end
         return min(self.end, self.start + self.inc * (step // self.every))
+
+
+class UniformLength:
+    """Kept lengths uniform in [min_keep, L-1] (the reference's first curriculum: m ~ U{0..L-4}, positions 0..m blanked)."""
+
+    def __init__(self, length: int, min_keep: int = 3):
+        if not 1 <= min_keep <= length:
+            raise ValueError(f"min_keep must be in [1, length={length}], got {min_keep}")
+        self.length, self.min_keep = length, min_keep
+
+    def keep(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.randint(self.min_keep, max(self.min_keep, self.length - 1) + 1, (n,), generator=gen)
+
+    def update(self, accuracy: float) -> None:
+        pass
+
+
+class AdaptiveLength:
+    """A target length that grows while the model copes (the reference's adaptive curriculum).
+
+    Before each batch: if the previous batch's accuracy exceeded `threshold`, target += inc
+    (capped at L). Per sample: z ~ N(0, 1), min-max normalised within the batch, s = clip(2 z (L - target),
+    0, L - 1); the first floor(s) positions are blanked, so the mean kept length is about `target`.
+    """
+
+    def __init__(self, length: int, start: float = 1.0, inc: float = 0.05, threshold: float = 0.85):
+        if not 0 < start <= length or inc < 0 or not 0 <= threshold <= 1:
+            raise ValueError(f"need 0 < start <= length, inc >= 0, 0 <= threshold <= 1; got {start}, {inc}, {threshold}")
+        self.length, self.target, self.inc, self.threshold = length, float(start), inc, threshold
+
+    @property
+    def difficulty(self) -> float:
+        return self.target / self.length
+
+    def keep(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        z = torch.randn(n, generator=gen)
+        z = (z - z.min()) / (z.max() - z.min()).clamp(min=1e-12)
+        s = (2 * z * (self.length - self.target)).clamp(0, self.length - 1)
+        return self.length - s.floor().long()
+
+    def update(self, accuracy: float) -> None:
+        if accuracy > self.threshold:
+            self.target = min(float(self.length), self.target + self.inc)
+
+
+class ComputeRandom:
+    """Draw (n_latent, n_step) per batch from the given choices ('learned converging compute')."""
+
+    def __init__(self, n_latent: list[int], n_step: list[int]):
+        if not n_latent or not n_step or min(n_latent + n_step) < 1:
+            raise ValueError("n_latent and n_step need non-empty lists of values >= 1")
+        self.n_latent, self.n_step = list(n_latent), list(n_step)
+
+    def draw(self, gen: torch.Generator) -> dict[str, int]:
+        i = int(torch.randint(len(self.n_latent), (1,), generator=gen))
+        j = int(torch.randint(len(self.n_step), (1,), generator=gen))
+        return {"n_latent": self.n_latent[i], "n_step": self.n_step[j]}

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import Config
+from lib.tasks.heldout import HeldOut
 
 MASK = 0  # byte that replaces each answer cell in the input
 
@@ -83,10 +84,6 @@ def decode(ids: torch.Tensor | list[int], mask_char: str = "\u25a1") -> str:
     return "".join(out)
 
 
-def _keys(y: torch.Tensor) -> list[bytes]:
-    return [bytes(row) for row in y.to(torch.uint8).cpu().numpy()]
-
-
 class SelectiveCopy:
     """The task object the training loop drives: batches, loss, evaluation."""
 
@@ -94,19 +91,16 @@ class SelectiveCopy:
         self.cfg = cfg
         self.spec = (cfg,)  # what identifies this task in a checkpoint key
         self.val = sample(cfg, cfg.val_size, gen=torch.Generator().manual_seed(cfg.val_seed))
-        self.val_keys = frozenset(_keys(self.val.y))
-        self.skipped = 0  # training samples dropped because they equal a validation sample
+        self.heldout = HeldOut(self.val.y)
+
+    @property
+    def skipped(self) -> int:
+        """Training samples dropped because they equal a validation sample."""
+        return self.heldout.skipped
 
     def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> Batch:
         """A training batch with every validation sample filtered out (re-drawn until full)."""
-        xs, ys, have = [], [], 0
-        while have < batch_size:
-            b = sample(self.cfg, batch_size - have, gen=gen)
-            keep = torch.tensor([k not in self.val_keys for k in _keys(b.y)])
-            self.skipped += int((~keep).sum())
-            xs.append(b.x[keep]), ys.append(b.y[keep])
-            have += int(keep.sum())
-        return Batch(torch.cat(xs), torch.cat(ys))
+        return Batch(*self.heldout.fill(lambda m: sample(self.cfg, m, gen=gen), batch_size, key=1))
 
     @staticmethod
     def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -28,6 +28,8 @@ def error_vs_k(errors: pd.DataFrame, baselines: pd.DataFrame | None = None, titl
         for name, g in baselines.groupby("model"):
             ax.plot(g["k"], g["error"], ls="--", lw=1, label=name)
     _finish(ax, "in-context examples k", title or "Error vs number of in-context examples")
+    if len(errors):  # least squares reaches ~1e-13: keep the models' range readable
+        ax.set_ylim(bottom=max(float(errors["error"].min()) * 0.3, 1e-8))
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from lib.curriculum import AdaptiveLength, ComputeRandom, UniformLength
+from lib.models.thinker import Thinker, ThinkerConfig, sinusoidal
+from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
+from lib.train import TrainConfig, build, train
+
+
+def test_compute_is_a_forward_argument_and_params_do_not_depend_on_it():
+    torch.manual_seed(0)
+    model = Thinker(ThinkerConfig(vocab=36, out_len=5, d=16, n_head=4)).eval()
+    x = torch.randint(0, 36, (3, 9))
+    n = model.n_params()
+    outs = {(m, s): model(x, n_latent=m, n_step=s) for m in (1, 4, 9) for s in (1, 3)}
+    assert all(o.shape == (3, 5, 36) for o in outs.values()) and model.n_params() == n
+    assert not torch.allclose(outs[4, 1], outs[4, 3]) and not torch.allclose(outs[1, 3], outs[9, 3])
+    with pytest.raises(ValueError, match="n_latent=65"):
+        model(x, n_latent=65)
+
+
+def test_readout_steps_and_step_consistency():
+    torch.manual_seed(0)
+    cfg = ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, readout=3)
+    model = Thinker(cfg).eval()
+    x = torch.randint(0, 36, (2, 7))
+    every = model(x, n_step=3)
+    assert every.shape == (3, 2, 4, 36)
+    # the readout after step s does not depend on how many steps follow
+    single = Thinker(ThinkerConfig(**{**cfg.__dict__, "readout": 1})).eval()
+    single.load_state_dict(model.state_dict())
+    for s in (1, 2, 3):
+        torch.testing.assert_close(every[s - 1], single(x, n_step=s))
+
+
+def test_sinusoidal_table():
+    t = sinusoidal(10, 8)
+    assert t.shape == (10, 8) and torch.allclose(t[0, 1::2], torch.ones(4)) and torch.allclose(t[:, 0], torch.sin(torch.arange(10.0)))
+    assert not torch.allclose(t[:, 0], t[:, 2])  # different frequencies per channel pair
+
+
+def test_random_position_offset_only_in_training():
+    torch.manual_seed(0)
+    model = Thinker(ThinkerConfig(vocab=36, out_len=3, d=16, n_head=4, pos_offset=True, max_len=40))
+    x = torch.randint(0, 36, (2, 6))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+
+
+def test_adaptive_length_grows_only_above_threshold():
+    cur = AdaptiveLength(20, start=3, inc=0.05, threshold=0.85)
+    cur.update(0.80)
+    cur.update(0.85)
+    assert cur.target == 3
+    for _ in range(10):
+        cur.update(0.9)
+    assert cur.target == pytest.approx(3.5)
+    cur.target = 19.99
+    cur.update(0.99)
+    assert cur.target == 20 and cur.difficulty == 1
+    keep = cur.keep(1000, torch.Generator().manual_seed(0))
+    assert keep.min() >= 1 and keep.max() <= 20
+
+
+def test_adaptive_length_keeps_about_the_target_on_average():
+    cur = AdaptiveLength(40, start=10)
+    keep = cur.keep(20_000, torch.Generator().manual_seed(0)).float()
+    assert abs(keep.mean().item() - 10) < 2.5
+
+
+def test_uniform_length_and_compute_random():
+    keep = UniformLength(20).keep(5000, torch.Generator().manual_seed(0))
+    assert keep.min() == 3 and keep.max() == 19
+    draws = [ComputeRandom([4, 8], [1, 2, 3]).draw(torch.Generator().manual_seed(i)) for i in range(50)]
+    assert {d["n_latent"] for d in draws} == {4, 8} and {d["n_step"] for d in draws} == {1, 2, 3}
+
+
+def test_tiny_thinker_learns_copy():
+    task = Algorithmic(AlgorithmicConfig(task="copy", V=4, length=4, val_size=20), lengths=UniformLength(4, 1),
+                       compute=ComputeRandom([2, 4], [1, 2]))
+    cfg = ThinkerConfig(vocab=task.cfg.vocab, out_len=4, d=16, n_head=4, n_latent=4, n_step=2)
+    hist = train(build(Thinker, cfg, 0), task, TrainConfig(steps=150, batch_size=64, lr=3e-3, eval_every=75, weight_decay=0.0))
+    assert hist["val_token_acc"].iloc[-1] > hist["val_token_acc"].iloc[0] + 0.2
