@@ -36,15 +36,18 @@ class Ramp(Config):
 
 
 class UniformLength:
-    """Kept lengths uniform in [min_keep, L-1] (the reference's first curriculum: m ~ U{0..L-4}, positions 0..m blanked)."""
+    """Kept lengths uniform in [min_keep, max_keep] (the reference's first curriculum: m ~ U{0..L-4},
+    positions 0..m blanked, i.e. min_keep = 3, max_keep = L - 1). A max_keep below L trains on short
+    samples only, to test length generalisation."""
 
-    def __init__(self, length: int, min_keep: int = 3):
-        if not 1 <= min_keep <= length:
-            raise ValueError(f"min_keep must be in [1, length={length}], got {min_keep}")
-        self.length, self.min_keep = length, min_keep
+    def __init__(self, length: int, min_keep: int = 3, max_keep: int | None = None):
+        max_keep = max(min_keep, length - 1) if max_keep is None else max_keep
+        if not 1 <= min_keep <= max_keep <= length:
+            raise ValueError(f"need 1 <= min_keep <= max_keep <= length={length}, got {min_keep}, {max_keep}")
+        self.length, self.min_keep, self.max_keep = length, min_keep, max_keep
 
     def keep(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randint(self.min_keep, max(self.min_keep, self.length - 1) + 1, (n,), generator=gen)
+        return torch.randint(self.min_keep, self.max_keep + 1, (n,), generator=gen)
 
     def update(self, accuracy: float) -> None:
         pass

@@ -141,6 +141,8 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
         shutil.move(tmp / "images", images / name)
         if (tmp / "results.csv").exists():
             shutil.move(tmp / "results.csv", reports / f"{name}.csv")
+        else:  # a table from an earlier run would not belong to this report
+            (reports / f"{name}.csv").unlink(missing_ok=True)
         report = reports / f"{name}.md"
         report.with_suffix(".md.tmp").write_text(md)
         os.replace(report.with_suffix(".md.tmp"), report)

@@ -5,6 +5,7 @@ Nothing here knows about a particular model or task. A task is any object with
     train_batch(batch_size, gen, step) -> batch     # a tuple/NamedTuple of tensors, on CPU
     loss(model, batch) -> scalar tensor              # the task owns its loss
     evaluate(model) -> dict[str, float]              # validation metrics, no grad
+    state_dict() / load_state_dict(d)                # optional: progress to checkpoint (curricula)
 
 The loop: AdamW, linear warmup + cosine decay (a pure function of the step), optional
 gradient clipping, evaluation every `eval_every` steps (and at the start and end),
@@ -52,6 +53,7 @@ class TrainConfig(Config):
     device: str = "auto"
     amp: bool = True  # bf16 autocast, on CUDA only
     compile: bool = False  # torch.compile the model for training and evaluation
+    snapshot_every: int = 0  # keep a copy of the weights every N steps in the checkpoint (0: none)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -60,6 +62,8 @@ class TrainConfig(Config):
             raise ValueError(f"need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0; got {self.lr}, {self.min_lr_ratio}, {self.warmup_steps}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be one of ['constant', 'cosine'], got {self.schedule!r}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         devices.pick(self.device)  # raises on an unknown or unavailable device
@@ -106,6 +110,11 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_snapshots(checkpoint: Path) -> list[dict[str, torch.Tensor]]:
+    """The weight snapshots a run kept (TrainConfig.snapshot_every), oldest first."""
+    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("snapshots", [])
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -140,13 +149,15 @@ def train(
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state = {"step": 0, "train_seconds": 0.0, "history": []}
+    state = {"step": 0, "train_seconds": 0.0, "history": [], "snapshots": []}
     if checkpoint is not None and Path(checkpoint).exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         gen.set_state(saved["generator"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}
+        if saved.get("task") is not None:
+            task.load_state_dict(saved["task"])
 
     def history() -> pd.DataFrame:
         df = pd.DataFrame(state["history"])
@@ -185,6 +196,7 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "generator": gen.get_state(),
+                    "task": task.state_dict() if hasattr(task, "state_dict") else None,  # e.g. a curriculum's progress
                     **state,
                     "config": {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.cfg) if hasattr(model, "cfg") else None},
                     "git_revision": git_revision(),
@@ -219,6 +231,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss_sum, n_loss = loss_sum + loss.item(), n_loss + 1
             state["step"] = step + 1
+            if cfg.snapshot_every and state["step"] % cfg.snapshot_every == 0:
+                state["snapshots"].append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             pbar.update(1)
             if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
                 state["train_seconds"] += time.perf_counter() - t0

@@ -118,3 +118,14 @@ def test_extra_columns_and_evaluation_points():
     assert list(hist["step"]) == [0, 10, 20, 25]
     assert (hist["run"] == "x").all() and (hist["seed"] == 0).all()
     assert math.isnan(hist["train_loss"].iloc[0]) and hist["train_loss"].iloc[1:].notna().all()
+
+
+def test_snapshots_are_kept_in_the_checkpoint(tmp_path):
+    from lib.train import load_snapshots
+
+    model = build(ConvTextModel, TINY_MODEL, 0)
+    train(model, SelectiveCopy(TINY_TASK), tiny(steps=20, snapshot_every=5), checkpoint=tmp_path / "c.pt")
+    snaps = load_snapshots(tmp_path / "c.pt")
+    assert len(snaps) == 4
+    assert all(torch.equal(a, b) for a, b in zip(snaps[-1].values(), model.state_dict().values()))
+    assert not torch.equal(snaps[0]["convs.0.weight"], snaps[-1]["convs.0.weight"])

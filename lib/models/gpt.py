@@ -116,3 +116,43 @@ class GPTBackbone(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.ln_f(h)
+
+
+@dataclass(frozen=True)
+class ReaderConfig(Config):
+    vocab: int = 36
+    out_len: int = 20
+    n_layer: int = 1
+    n_embd: int = 32
+    n_head: int = 8
+    n_positions: int = 64
+
+    def gpt(self) -> GPTConfig:
+        return GPTConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head, n_positions=self.n_positions)
+
+    @property
+    def name(self) -> str:
+        return f"causal-tf-L{self.n_layer}-d{self.n_embd}"
+
+
+class GPTReader(nn.Module):
+    """A standard causal transformer for input -> fixed-length output tasks (a baseline).
+
+    Reads [x ; O query tokens] (the query token is an extra embedding row) and predicts the
+    target at the O query positions, all in one causal pass: (B, L) -> (B, O, vocab).
+    """
+
+    def __init__(self, cfg: ReaderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab + 1, cfg.n_embd)  # the last row is the query token
+        self.backbone = GPTBackbone(cfg.gpt())
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab)
+
+    def forward(self, x: torch.Tensor, **_compute) -> torch.Tensor:
+        q = torch.full((x.shape[0], self.cfg.out_len), self.cfg.vocab, dtype=x.dtype, device=x.device)
+        h = self.backbone(self.embed(torch.cat([x, q], dim=1)))
+        return self.head(h[:, -self.cfg.out_len :])
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

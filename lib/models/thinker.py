@@ -56,6 +56,10 @@ class ThinkerConfig(Config):
         if not 1 <= self.n_latent <= self.max_latent or min(self.n_step, self.readout, self.out_len, self.n_layer) < 1:
             raise ValueError("need 1 <= n_latent <= max_latent and n_step, readout, out_len, n_layer >= 1")
 
+    @property
+    def name(self) -> str:
+        return f"thinker-d{self.d}-m{self.n_latent}-s{self.n_step}"
+
 
 class Thinker(nn.Module):
     def __init__(self, cfg: ThinkerConfig):

@@ -168,7 +168,7 @@ class Algorithmic:
         if lengths is not None and cfg.task == "addition":
             raise ValueError("a length curriculum applies to the copy family, not to addition")
         self.cfg, self.lengths, self.compute = cfg, lengths, compute
-        self.spec = (cfg, type(lengths).__name__, vars(lengths) if lengths else None, vars(compute) if compute else None)
+        self.spec = (cfg, type(lengths).__name__, dict(vars(lengths)) if lengths else None, dict(vars(compute)) if compute else None)
         gen = torch.Generator().manual_seed(cfg.val_seed)
         if cfg.task == "addition":
             pairs = torch.randperm(cfg.limit**2, generator=gen)[: cfg.val_size]
@@ -178,6 +178,14 @@ class Algorithmic:
         else:
             self.val = sample_copy(cfg, cfg.val_size, gen)
         self.heldout = HeldOut(self.val.x)
+
+    def state_dict(self) -> dict:
+        """The curriculum's progress (the adaptive target length), for checkpoints."""
+        return {"lengths": dict(vars(self.lengths)) if self.lengths else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.lengths is not None and state.get("lengths"):
+            vars(self.lengths).update(state["lengths"])
 
     def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> Batch:
         cfg = self.cfg
@@ -203,15 +211,20 @@ class Algorithmic:
         return loss
 
     @torch.no_grad()
-    def evaluate(self, model, batch_size: int = 500) -> dict[str, float]:
-        """Per-token accuracy and exact match (every target token right) on the held-out set."""
+    def evaluate(self, model, batch_size: int = 500, val: Batch | None = None, **compute) -> dict[str, float]:
+        """Per-token accuracy and exact match (every target token right) on the held-out set (or `val`)."""
+        val = self.val if val is None else val
         device = next(model.parameters()).device
         right, exact = 0, 0
-        for i in range(0, len(self.val.x), batch_size):
-            x, y = self.val.x[i : i + batch_size].to(device), self.val.y[i : i + batch_size].to(device)
-            logits = model(x)
+        for i in range(0, len(val.x), batch_size):
+            x, y = val.x[i : i + batch_size].to(device), val.y[i : i + batch_size].to(device)
+            logits = model(x, **compute)
             ok = (logits[-1] if logits.dim() == 4 else logits).argmax(-1) == y
             right += int(ok.sum())
             exact += int(ok.all(dim=1).sum())
-        n = len(self.val.x)
+        n = len(val.x)
         return {"val_token_acc": right / (n * self.cfg.out_len), "val_exact": exact / n}
+
+    def at_length(self, keep: int, n: int = 500, seed: int = 99) -> Batch:
+        """A fixed evaluation set of copy-family samples whose last `keep` positions are kept."""
+        return sample_copy(self.cfg, n, torch.Generator().manual_seed(seed + keep), torch.full((n,), keep))

@@ -1,0 +1,259 @@
+"""Loss surfaces around trained weights, for any nn.Module and any loss on a fixed batch.
+
+Ref: Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets" (arXiv 1712.09913) for
+filter-normalised directions; the looped-transformer student report (shared/reference/
+looped_transformers.md, section 5f) used the top-2 Hessian eigenvectors instead.
+
+Steps, each its own function (compute and drawing are separate):
+  directions: hessian_top_k (power iteration with deflation on Hessian-vector products),
+              random_directions (filter-normalised), trajectory_pca (PCA of training snapshots)
+  surface:    f(alpha, beta) = loss(centre + alpha d1 + beta d2) on a grid -> DataFrame
+              (alpha, beta, loss); NaN marks a point not computed yet, so a cut run is resumed
+  summary:    loss at the centre, basin fraction (grid below 2x the centre loss), eps-sharpness
+  plots:      contour (+ trajectory), 3-D surface, 1-D slices, with colour scales that can be shared
+
+Parameters are handled as dicts name -> tensor ("Params"); a model is evaluated at other
+weights with torch.func.functional_call, so its own weights and mode are never changed.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from torch.func import functional_call
+
+from lib.progress import bar
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[object, object], torch.Tensor]  # loss_fn(model_like, batch) -> scalar
+
+
+def trainable(model: nn.Module) -> Params:
+    """A detached copy of the model's trainable parameters."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def combine(centre: Params, *terms: tuple[float, Params]) -> Params:
+    """centre + sum_i c_i d_i, per tensor."""
+    out = {n: t.clone() for n, t in centre.items()}
+    for c, d in terms:
+        for n in out:
+            out[n] += c * d[n]
+    return out
+
+
+def dot(a: Params, b: Params) -> torch.Tensor:
+    return sum((a[n] * b[n]).sum() for n in a)
+
+
+def norm(a: Params) -> torch.Tensor:
+    return dot(a, a).sqrt()
+
+
+class Bound:
+    """`model` evaluated at `params` (a duck-typed stand-in that a task's loss can call)."""
+
+    def __init__(self, model: nn.Module, params: Params):
+        self._model, self._params = model, params
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self._model, self._params, args, kwargs)
+
+    def parameters(self) -> Iterable[torch.Tensor]:
+        return iter(self._params.values())
+
+    def __getattr__(self, name):  # cfg and other attributes of the model
+        return getattr(self._model, name)
+
+
+def loss_at(model: nn.Module, loss_fn: LossFn, batch, params: Params) -> torch.Tensor:
+    return loss_fn(Bound(model, params), batch)
+
+
+def hvp(model: nn.Module, loss_fn: LossFn, batch, params: Params, v: Params) -> Params:
+    """Hessian-vector product H v at `params` by double backward (exact, no finite differences)."""
+    p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+    g = torch.autograd.grad(loss_at(model, loss_fn, batch, p), list(p.values()), create_graph=True)
+    hv = torch.autograd.grad(sum((gi * v[n]).sum() for gi, n in zip(g, p)), list(p.values()), allow_unused=True)
+    return {n: (h if h is not None else torch.zeros_like(p[n])).detach() for n, h in zip(p, hv)}
+
+
+def hessian_top_k(model, loss_fn, batch, params: Params, k: int = 2, iters: int = 100, tol: float = 1e-6,
+                  seed: int = 0) -> tuple[list[float], list[Params]]:
+    """The k eigenpairs of largest |eigenvalue| by power iteration with deflation; unit-norm directions."""
+    gen = torch.Generator().manual_seed(seed)
+    values, vectors = [], []
+    for _ in range(k):
+        v = {n: torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device) for n, t in params.items()}
+        v = {n: t / norm(v) for n, t in v.items()}
+        lam = 0.0
+        for _ in range(iters):
+            hv = hvp(model, loss_fn, batch, params, v)
+            for lam_j, u in zip(values, vectors):  # deflate: (H - sum lam_j u_j u_j^T) v
+                c = lam_j * dot(u, v)
+                hv = {n: hv[n] - c * u[n] for n in hv}
+            new_lam = float(dot(v, hv))
+            v = {n: t / norm(hv) for n, t in hv.items()}
+            if abs(new_lam - lam) <= tol * max(1.0, abs(new_lam)):
+                lam = new_lam
+                break
+            lam = new_lam
+        values.append(lam)
+        vectors.append(v)
+    return values, vectors
+
+
+def random_directions(params: Params, k: int = 2, seed: int = 0) -> list[Params]:
+    """Filter-normalised Gaussian directions (Li et al. 2018).
+
+    For a weight of >= 2 dims, each filter (slice along dim 0) of the direction is rescaled to the
+    norm of the same filter of the weight. 1-D parameters (biases, norm gains and shifts) and
+    scalars get a zero direction, as Li et al. do for biases and batch norm.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(k):
+        d = {}
+        for n, w in params.items():
+            r = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+            if w.dim() <= 1:
+                d[n] = torch.zeros_like(w)
+                continue
+            rn = r.flatten(1).norm(dim=1).clamp(min=1e-12)
+            wn = w.flatten(1).norm(dim=1)
+            d[n] = r * (wn / rn).view(-1, *[1] * (w.dim() - 1))
+        out.append(d)
+    return out
+
+
+def flatten(p: Params) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in p.values()])
+
+
+def unflatten(vec: torch.Tensor, like: Params) -> Params:
+    out, i = {}, 0
+    for n, t in like.items():
+        out[n] = vec[i : i + t.numel()].view_as(t).clone()
+        i += t.numel()
+    return out
+
+
+def mean_params(snapshots: list[Params]) -> Params:
+    """The mean of training snapshots (the reference's centre)."""
+    return {n: torch.stack([s[n] for s in snapshots]).mean(0) for n in snapshots[0]}
+
+
+def trajectory_pca(snapshots: list[Params], centre: Params, k: int = 2) -> tuple[list[Params], np.ndarray]:
+    """Unit directions of the top-k principal components of the snapshots around `centre`, and
+    the fraction of the trajectory's variance each explains."""
+    m = torch.stack([flatten(s) - flatten(centre) for s in snapshots]).double()
+    _, s, vh = torch.linalg.svd(m, full_matrices=False)
+    explained = (s**2 / (s**2).sum()).numpy()[:k]
+    return [unflatten(vh[i].to(flatten(centre).dtype), centre) for i in range(k)], explained
+
+
+def project(snapshots: list[Params], centre: Params, d1: Params, d2: Params) -> np.ndarray:
+    """(n, 2) coordinates of each snapshot in the plane (least squares: the directions need not be orthogonal)."""
+    D = torch.stack([flatten(d1), flatten(d2)], dim=1).double()  # (P, 2)
+    X = torch.stack([flatten(s) - flatten(centre) for s in snapshots]).double().T  # (P, n)
+    return torch.linalg.lstsq(D, X).solution.T.numpy()
+
+
+@torch.no_grad()
+def surface(model: nn.Module, loss_fn: LossFn, batch, centre: Params, d1: Params, d2: Params,
+            alphas: np.ndarray, betas: np.ndarray, done: pd.DataFrame | None = None, desc: str = "surface") -> pd.DataFrame:
+    """Loss on the grid alphas x betas; points already finite in `done` are kept (resume)."""
+    grid = pd.DataFrame([(a, b) for a in alphas for b in betas], columns=["alpha", "beta"])
+    grid["loss"] = np.nan
+    if done is not None:
+        grid = grid.drop(columns="loss").merge(done, on=["alpha", "beta"], how="left")
+    was_training = model.training
+    model.eval()
+    todo = grid.index[grid["loss"].isna()]
+    try:
+        with bar(len(todo), desc=desc) as pbar:
+            for i in todo:
+                a, b = grid.at[i, "alpha"], grid.at[i, "beta"]
+                grid.at[i, "loss"] = float(loss_at(model, loss_fn, batch, combine(centre, (a, d1), (b, d2))))
+                pbar.update(1)
+    finally:
+        model.train(was_training)
+    return grid
+
+
+def summary(df: pd.DataFrame, radius: float = 0.5, eigenvalues: list[float] | None = None) -> dict[str, float]:
+    """Loss at the centre, basin fraction (grid points below 2x the centre loss), eps-sharpness within `radius`."""
+    centre = df.loc[(df.alpha.abs() + df.beta.abs()).idxmin(), "loss"]
+    near = df[np.hypot(df.alpha, df.beta) <= radius]
+    out = {"centre_loss": float(centre), "basin_fraction": float((df["loss"] < 2 * centre).mean()),
+           "eps_sharpness": float(near["loss"].max() - centre), "min_loss": float(df["loss"].min())}
+    for i, lam in enumerate(eigenvalues or []):
+        out[f"lambda_{i + 1}"] = float(lam)
+    return out
+
+
+def _pivot(df: pd.DataFrame):
+    p = df.pivot(index="beta", columns="alpha", values="loss")
+    return p.columns.values, p.index.values, p.values
+
+
+def plot_contour(df: pd.DataFrame, trajectory: np.ndarray | None = None, levels=None, title: str = "", ax=None) -> Figure | None:
+    """Filled contour of log10(loss); pass the same `levels` to several plots to share the colour scale."""
+    own = ax is None
+    fig = Figure(figsize=(5, 4.2)) if own else None
+    ax = fig.subplots() if own else ax
+    A, B, Z = _pivot(df)
+    cs = ax.contourf(A, B, np.log10(Z), levels=levels if levels is not None else 20, cmap="viridis")
+    ax.contour(A, B, np.log10(Z), levels=cs.levels, colors="k", linewidths=0.3)
+    if trajectory is not None:
+        ax.plot(trajectory[:, 0], trajectory[:, 1], "w.-", lw=1, ms=3, label="training trajectory")
+        ax.legend(fontsize=6)
+    ax.plot(0, 0, "r*", ms=8)
+    ax.set_xlabel("α (direction 1)")
+    ax.set_ylabel("β (direction 2)")
+    ax.set_title(title, fontsize=8)
+    (fig or ax.figure).colorbar(cs, ax=ax, label="log10 loss")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def plot_3d(df: pd.DataFrame, title: str = "", zlim=None) -> Figure:
+    fig = Figure(figsize=(5, 4.2))
+    ax = fig.add_subplot(projection="3d")
+    A, B, Z = _pivot(df)
+    AA, BB = np.meshgrid(A, B)
+    ax.plot_surface(AA, BB, np.log10(Z), cmap="viridis", linewidth=0)
+    ax.set_xlabel("α")
+    ax.set_ylabel("β")
+    ax.set_zlabel("log10 loss")
+    if zlim is not None:
+        ax.set_zlim(*zlim)
+    ax.set_title(title, fontsize=8)
+    return fig
+
+
+def plot_slices(surfaces: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """1-D slices through the centre along each direction, one line per model."""
+    fig = Figure(figsize=(9, 3.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    for label, df in surfaces.items():
+        b0 = df.loc[(df.beta.abs()).idxmin(), "beta"]
+        a0 = df.loc[(df.alpha.abs()).idxmin(), "alpha"]
+        s = df[df.beta == b0].sort_values("alpha")
+        axes[0].plot(s.alpha, s.loss, label=label)
+        s = df[df.alpha == a0].sort_values("beta")
+        axes[1].plot(s.beta, s.loss, label=label)
+    for ax, name in zip(axes, ("α (β = 0)", "β (α = 0)")):
+        ax.set_yscale("log")
+        ax.set_xlabel(name)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("loss")
+    axes[1].legend(fontsize=6)
+    fig.suptitle(title or "Slices through the centre")
+    fig.tight_layout()
+    return fig
