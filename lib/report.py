@@ -30,11 +30,11 @@ def table(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> None:
     display(Markdown(df.to_markdown(index=index, floatfmt=floatfmt)))
 
 
-def save_results(df: pd.DataFrame) -> Path | None:
-    """Under the runner, hand the tidy results to it (reports/<notebook>.csv); else do nothing."""
+def save_results(df: pd.DataFrame) -> None:
+    """Under the runner, hand the tidy results to it (reports/<notebook>.csv); else do nothing.
+
+    Returns None on purpose: as a cell's last expression it must not echo into the report.
+    """
     out = os.environ.get(OUT_ENV)
-    if not out:
-        return None
-    path = Path(out) / "results.csv"
-    df.to_csv(path, index=False)
-    return path
+    if out:
+        df.to_csv(Path(out) / "results.csv", index=False)
