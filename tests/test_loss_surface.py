@@ -69,7 +69,7 @@ def test_surface_matches_explicit_perturbations_and_leaves_the_model_alone():
     alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 3)
     df = ls.surface(model, mse, BATCH, centre, d1, d2, alphas, betas)
     assert len(df) == 15 and df["loss"].notna().all()
-    assert df[(df.alpha == 0) & (df.beta == 0)]["loss"].item() == pytest.approx(float(mse(model, BATCH)))
+    assert df[(df.alpha == 0) & (df.beta == 0)]["loss"].item() == pytest.approx(float(mse(model, BATCH).detach()))
     for a, b in ((1.0, 0.5), (-0.5, -0.5)):
         twin = tiny_mlp()
         with torch.no_grad():

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from matplotlib.figure import Figure
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lib.progress import bar
 
@@ -75,10 +76,14 @@ def loss_at(model: nn.Module, loss_fn: LossFn, batch, params: Params) -> torch.T
 
 
 def hvp(model: nn.Module, loss_fn: LossFn, batch, params: Params, v: Params) -> Params:
-    """Hessian-vector product H v at `params` by double backward (exact, no finite differences)."""
+    """Hessian-vector product H v at `params` by double backward (exact, no finite differences).
+
+    Attention runs on SDPA's math backend here: the fused CPU/GPU kernels have no double backward.
+    """
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-    g = torch.autograd.grad(loss_at(model, loss_fn, batch, p), list(p.values()), create_graph=True)
-    hv = torch.autograd.grad(sum((gi * v[n]).sum() for gi, n in zip(g, p)), list(p.values()), allow_unused=True)
+    with sdpa_kernel(SDPBackend.MATH):
+        g = torch.autograd.grad(loss_at(model, loss_fn, batch, p), list(p.values()), create_graph=True)
+        hv = torch.autograd.grad(sum((gi * v[n]).sum() for gi, n in zip(g, p)), list(p.values()), allow_unused=True)
     return {n: (h if h is not None else torch.zeros_like(p[n])).detach() for n, h in zip(p, hv)}
 
 
