@@ -168,7 +168,8 @@ def train(
     if state["step"] >= cfg.steps:
         return history()
 
-    net = torch.compile(model) if cfg.compile else model
+    # A model whose whole forward cannot be traced (e.g. a loop over a runtime count) compiles its parts.
+    net = (model.compile_parts() if hasattr(model, "compile_parts") else torch.compile(model)) if cfg.compile else model
     amp = _autocast(device, cfg)
 
     def evaluate(loss_sum: float, n_loss: int) -> dict:

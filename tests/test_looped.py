@@ -174,3 +174,15 @@ def test_any_module_can_be_the_loop_body():
 def test_unknown_body_names_the_registry():
     with pytest.raises(ValueError, match=r"body must be one of \['gpt', 'mamba', 'ssd'\]"):
         LoopedConfig(body="rnn")
+
+
+def test_training_with_compile_runs_and_keeps_state_dict_keys():
+    from lib.curriculum import Ramp
+    from lib.tasks.regression import InContextRegression, RegressionConfig
+    from lib.train import TrainConfig, build, train
+
+    task = InContextRegression(RegressionConfig(n_dims=2, val_size=16), Ramp(2), Ramp(4))
+    model = build(Looped, LoopedConfig(d_in=2, n_embd=16, n_head=2, n_positions=8, b=3, T=2), 0)
+    keys = set(model.state_dict())
+    hist = train(model, task, TrainConfig(steps=2, batch_size=8, eval_every=2, compile=True))
+    assert set(model.state_dict()) == keys and hist["train_loss"].notna().iloc[-1]

@@ -158,6 +158,12 @@ class Looped(nn.Module):
                     outs.append(self.read_out(H).squeeze(-1))  # (B, N)
         return torch.stack(outs)
 
+    def compile_parts(self) -> "Looped":
+        """torch.compile the loop body in place (the Python loop around it stays eager: dynamo
+        cannot trace a loop whose length is an argument); state_dict keys are unchanged."""
+        self.backbone.compile()
+        return self
+
     def train_predictions(self, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
         """(T', B, N): the predictions in the training loss, T' = min(T, b); b from a curriculum or cfg.b."""
         b = self.cfg.b if b is None else b
