@@ -105,6 +105,17 @@ def keep_pairs(n_tokens: int, n_pairs: int, where: str) -> torch.Tensor:
     return mask
 
 
+def train_predictions(model, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
+    """(T', B, N): the predictions in the training loss, T' = min(T, b); b from a curriculum or cfg.b.
+
+    Uses only model.cfg and model(...), so it works on a compiled model and on a stand-in that
+    evaluates the model at other weights (the loss-surface study).
+    """
+    b = model.cfg.b if b is None else b
+    window = min(model.cfg.T, b)
+    return model(z, iters=b, keep=window, grad_last=window)
+
+
 class Looped(nn.Module):
     def __init__(self, cfg: LoopedConfig, backbone: nn.Module | None = None):
         super().__init__()
@@ -165,10 +176,7 @@ class Looped(nn.Module):
         return self
 
     def train_predictions(self, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
-        """(T', B, N): the predictions in the training loss, T' = min(T, b); b from a curriculum or cfg.b."""
-        b = self.cfg.b if b is None else b
-        window = min(self.cfg.T, b)
-        return self(z, iters=b, keep=window, grad_last=window)
+        return train_predictions(self, z, b)
 
     def n_params(self, positions: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -27,6 +27,7 @@ import torch
 
 from lib.config import Config
 from lib.curriculum import Ramp
+from lib.models.looped import train_predictions
 
 KINDS = ("linear", "noisy_linear", "sparse_linear", "decision_tree", "relu_2nn")
 
@@ -122,14 +123,9 @@ class InContextRegression:
 
     @staticmethod
     def loss(model, batch: Batch) -> torch.Tensor:
-        """MSE of the predictions at x positions, averaged over the loss window's iterations.
-
-        b comes from the loop curriculum (or the model's cfg.b); the window is min(T, b). The
-        model is called directly, so a torch.compile'd model runs compiled.
-        """
-        b = batch.loops or model.cfg.b
-        window = min(model.cfg.T, b)
-        preds = model(batch.z, iters=b, keep=window, grad_last=window)[:, :, 0::2]  # (T, B, k)
+        """MSE of the predictions at x positions, averaged over the loss window's iterations
+        (b from the loop curriculum, or the model's own)."""
+        preds = train_predictions(model, batch.z, batch.loops)[:, :, 0::2]  # (T, B, k)
         return ((preds.float() - batch.y) ** 2).mean()
 
     @torch.no_grad()
