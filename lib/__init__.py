@@ -8,6 +8,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from lib.device import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 
 def check_checkout(notebook: str | None = None) -> Path:
     """Fail loudly if `import lib` resolved to something other than this repository's package."""

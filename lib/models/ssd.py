@@ -62,6 +62,7 @@ def ssd_quadratic(x, a, b, c):
 def ssd_chunked(x, a, b, c, chunk: int, h0=None):
     """Listing 1 of the paper, with padding for lengths that chunk does not divide. Same shapes as ssd_ref."""
     T = x.shape[1]
+    chunk = min(chunk, T)  # a sequence shorter than a chunk is one chunk (no padding work)
     pad = (-T) % chunk
     if pad:  # zero inputs and zero log-decay (exp = 1) change nothing
         x, a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, a, b, c))
