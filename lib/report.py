@@ -58,7 +58,7 @@ def seed_interval(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, flo
 
 def compare(name_a: str, a: tuple[float, float, float], name_b: str, b: tuple[float, float, float], lower: str = "better") -> str:
     """A sentence comparing two (mean, lo, hi) intervals: apart (which is lower) or overlapping."""
-    higher = {"better": "worse", "more stable": "less stable"}.get(lower, f"not {lower}")
+    higher = {"better": "worse", "more stable": "less stable", "flatter": "sharper"}.get(lower, f"not {lower}")
     if a[1] == a[2] or b[1] == b[2]:
         return f"{name_a} {a[0]:.3g} vs {name_b} {b[0]:.3g} (one seed: no interval, not compared)"
     if a[2] < b[1]:

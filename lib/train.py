@@ -200,6 +200,10 @@ def train(
                     "task": task.state_dict() if hasattr(task, "state_dict") else None,  # e.g. a curriculum's progress
                     **state,
                     "config": {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.cfg) if hasattr(model, "cfg") else None},
+                    # enough to rebuild the model without the notebook (lib.generate): classes by import path
+                    "model_class": f"{type(model).__module__}:{type(model).__qualname__}",
+                    "model_config_class": f"{type(model.cfg).__module__}:{type(model.cfg).__qualname__}" if hasattr(model, "cfg") else None,
+                    "task_meta": task.meta() if hasattr(task, "meta") else None,  # e.g. a language model's tokenizer
                     "git_revision": git_revision(),
                 },
                 Path(checkpoint),

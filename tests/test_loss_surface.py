@@ -60,14 +60,15 @@ def test_filter_normalised_directions():
             torch.testing.assert_close(d[n].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1))
 
 
-def test_surface_matches_explicit_perturbations_and_leaves_the_model_alone():
+@pytest.mark.parametrize("path", ["loop", "inplace", "vmap"])
+def test_surface_matches_explicit_perturbations_and_leaves_the_model_alone(path):
     model = tiny_mlp()
     model.train()
     before = {n: t.clone() for n, t in model.state_dict().items()}
     centre = ls.trainable(model)
     d1, d2 = ls.random_directions(centre, k=2)
     alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 3)
-    df = ls.surface(model, mse, BATCH, centre, d1, d2, alphas, betas)
+    df = ls.surface(model, mse, BATCH, centre, d1, d2, alphas, betas, path=path, chunk=4)
     assert len(df) == 15 and df["loss"].notna().all()
     assert df[(df.alpha == 0) & (df.beta == 0)]["loss"].item() == pytest.approx(float(mse(model, BATCH).detach()))
     for a, b in ((1.0, 0.5), (-0.5, -0.5)):
@@ -112,3 +113,24 @@ def test_summary_on_a_bowl():
     assert s["centre_loss"] == 1 and s["min_loss"] == 1
     assert s["basin_fraction"] == pytest.approx(((a**2 + b**2) < 1).mean())
     assert s["eps_sharpness"] == pytest.approx(0.25, abs=0.01) and s["lambda_1"] == 2.0
+
+
+def test_surface_paths_agree_on_a_looped_transformer():
+    """The fast paths (in-place scratch model, inference mode; vmap over points) give the loop's numbers
+    on the model the study uses: a looped transformer with SDPA and its loss window."""
+    from lib.models.looped import Looped, LoopedConfig
+    from lib.tasks.regression import make_task
+
+    torch.manual_seed(0)
+    model = Looped(LoopedConfig(d_in=3, n_embd=16, n_head=2, n_positions=12, b=3, T=2))
+    task = make_task("linear", 3, 6, 8)
+    batch = task.train_batch(8, torch.Generator().manual_seed(0), 0)
+    centre = ls.trainable(model)
+    d1, d2 = ls.random_directions(centre, k=2)
+    grid = np.linspace(-0.5, 0.5, 3)
+    ref = ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path="loop")
+    for path in ("inplace", "vmap"):
+        df = ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path=path, chunk=4)
+        np.testing.assert_allclose(df["loss"], ref["loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="path"):
+        ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path="magic")

@@ -118,3 +118,26 @@ def test_adaptive_curriculum_progress_survives_a_resume(tmp_path):
     again = make()
     train(build(Thinker, mcfg, 0), again, tcfg, checkpoint=tmp_path / "c.pt")  # finished: loads, no training
     assert again.lengths.target == 6
+
+
+def test_read_steps_drops_the_input_from_memory():
+    """read_steps = r removes the input from the memory of steps s >= r and of the readouts after them
+    (the output then depends on the input only through stored latents); r > n_step changes nothing."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 36, (2, 7))
+    free = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, n_step=3)).eval()
+    dropped = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, n_step=3, read_steps=1)).eval()
+    dropped.load_state_dict(free.state_dict())
+    assert not torch.allclose(free(x), dropped(x))
+    # r >= n_step + 1: every step and the readout still see the input: identical to r = 0
+    late = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, n_step=3, read_steps=4)).eval()
+    late.load_state_dict(free.state_dict())
+    torch.testing.assert_close(late(x), free(x))
+    # r = 1, one step: the readout sees only Z_1, and Z_1 saw the input, so the input still matters
+    one = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, n_step=1, read_steps=1)).eval()
+    emb = one.embed.weight
+    out = one(x)
+    (g,) = torch.autograd.grad(out.sum(), emb)
+    assert g.abs().sum() > 0  # the input still reaches the output, through Z_1
+    with pytest.raises(ValueError, match="read_steps"):
+        ThinkerConfig(read_steps=-1)

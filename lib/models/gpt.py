@@ -65,6 +65,18 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # (B, h, N, d)
         return self.proj(rearrange(y, "b h n d -> b n (h d)"))
 
+    def step(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None):
+        """Generation with a KV cache: new tokens x (B, n, e) after the cached keys and values
+        (B, h, past, d) -> (output (B, n, e), the cache extended by these n tokens)."""
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.n_head)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        n, total = q.shape[2], k.shape[2]
+        # new query i (absolute position past + i) sees keys <= past + i; one new token sees all
+        mask = torch.ones(n, total, dtype=torch.bool, device=x.device).tril(total - n) if n > 1 else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(rearrange(y, "b h n d -> b n (h d)")), (k, v)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -85,6 +97,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
+
+    def step(self, x: torch.Tensor, cache):
+        y, cache = self.attn.step(self.ln_1(x), cache)
+        x = x + y
+        return x + self.mlp(self.ln_2(x)), cache
 
 
 class GPTBackbone(nn.Module):
@@ -116,6 +133,20 @@ class GPTBackbone(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.ln_f(h)
+
+    def step(self, h: torch.Tensor, state: tuple[int, list] | None = None) -> tuple[torch.Tensor, tuple[int, list]]:
+        """New tokens h (B, n, e) at positions pos..pos+n-1, with every layer's KV cache:
+        state = (pos, caches). The same outputs as forward() on the whole sequence at those positions."""
+        pos, caches = state or (0, [None] * len(self.blocks))
+        n = h.shape[1]
+        if pos + n > self.cfg.n_positions:
+            raise ValueError(f"position {pos + n} exceeds n_positions={self.cfg.n_positions}")
+        h = h + self.wpe(torch.arange(pos, pos + n, device=h.device))
+        new = []
+        for block, cache in zip(self.blocks, caches):
+            h, cache = block.step(h, cache)
+            new.append(cache)
+        return self.ln_f(h), (pos + n, new)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Glossary: B batch, L input length, d width, M n_latent (slots per step), S n_ste
     Z_0   = Latent[:M]                                  learned slots, (B, M, d)
     mem_0 = I
     Z_s   = Block(Z_{s-1}, mem_{s-1})                   self-attention over the slots, cross-attention to memory
-    mem_s = [I ; Z_1 ; ... ; Z_s]                       a FIFO of every stored latent set
+    mem_s = [I ; Z_1 ; ... ; Z_s]                       a FIFO of every stored latent set; with read_steps = r,
+                                                        I is dropped from mem_s for s >= r (the reference's read_step)
     out_s = Head(Block(Q, mem_s))                       O learned output queries, read in the last `readout` steps
 
 Block is one post-norm decoder layer (torch's TransformerDecoderLayer: self-attn, cross-attn,
@@ -49,12 +50,15 @@ class ThinkerConfig(Config):
     n_step: int = 2
     readout: int = 1  # read out (and put in the loss) in the last `readout` steps
     pos_offset: bool = False  # random start offset into the position table while training
+    read_steps: int = 0  # 0: the input stays in memory; r >= 1: only steps s < r see it (then latents only, readout included)
 
     def __post_init__(self):
         if self.d % self.n_head or self.d % 2:
             raise ValueError(f"d={self.d} must be even and divisible by n_head={self.n_head}")
         if not 1 <= self.n_latent <= self.max_latent or min(self.n_step, self.readout, self.out_len, self.n_layer) < 1:
             raise ValueError("need 1 <= n_latent <= max_latent and n_step, readout, out_len, n_layer >= 1")
+        if self.read_steps < 0:
+            raise ValueError(f"read_steps must be >= 0, got {self.read_steps}")
 
     @property
     def name(self) -> str:
@@ -89,11 +93,13 @@ class Thinker(nn.Module):
         inp = self.embed(x) * math.sqrt(cfg.d) + self.pos[torch.arange(L, device=x.device) + offset]  # (B, L, d)
         z = self.latents[:M].expand(B, M, cfg.d)
         queries = self.queries.expand(B, cfg.out_len, cfg.d)
-        memory, outs = inp, []
+        sees_input = lambda s: not cfg.read_steps or s < cfg.read_steps  # step s (readout after step s: s + 1)
+        stored, outs = [], []  # FIFO of every stored latent set
         for s in range(S):
-            z = self.block(z, memory)  # (B, M, d)
-            memory = torch.cat([memory, z], dim=1)  # FIFO of every stored latent set, after the input
+            z = self.block(z, torch.cat(([inp] if sees_input(s) else []) + stored, dim=1))  # (B, M, d)
+            stored.append(z)
             if s >= S - cfg.readout:
+                memory = torch.cat(([inp] if sees_input(s + 1) else []) + stored, dim=1)
                 outs.append(self.head(self.block(queries, memory)))  # (B, O, vocab)
         return outs[0] if len(outs) == 1 else torch.stack(outs)
 
