@@ -2,8 +2,9 @@
 
 On CUDA: the peak of torch.cuda.max_memory_allocated during the pass, minus what was allocated
 before it (parameters, inputs). On CPU, where torch keeps no allocator statistics, the bytes of
-every tensor autograd saves for the backward pass (the activations, which is what grows with
-context; counted once per storage), which is the dominant term of the true peak.
+every tensor autograd saves for the backward pass, counted once per storage: the activations
+(what grows with context) and the weights the backward needs (e.g. a masked mixer's W ⊙ M,
+a T x T matrix per layer), the dominant term of the true peak.
 """
 from __future__ import annotations
 
