@@ -9,6 +9,8 @@ reference's surface setting). Rows (lib.viz.loss_surface.surface, path=...):
   inplace          a scratch copy of the model, weights overwritten in place, inference mode
   inplace+compile  the same, the loop body compiled once with torch.compile (weights change in
                    place, so the graph is reused)
+  ...+bf16         bfloat16 autocast (bf16 matrix units: AVX512-BF16/AMX on CPUs, tensor cores);
+                   the last column shows what it costs in accuracy
   vmap-16          torch.func.vmap over chunks of 16 grid points
 Each row evaluates the same --points grid points after a warm-up chunk (compilation happens in
 the warm-up and is reported as its own column); ms per point, ratio to the loop, and the
@@ -35,7 +37,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--b", type=int, default=10)
     ap.add_argument("--grid", type=int, default=41)
-    ap.add_argument("--rows", nargs="+", default=["loop", "inplace", "inplace+compile", "vmap-16"])
+    ap.add_argument("--rows", nargs="+", default=["loop", "inplace", "inplace+compile", "inplace+bf16", "inplace+compile+bf16", "vmap-16"])
     args = ap.parse_args()
     dev = devices.pick()
     d, k = 10, 31
@@ -54,9 +56,9 @@ def main() -> None:
     print(f"| path | warm-up s | ms / point | x loop | projected {args.grid}x{args.grid} min | max |Δloss| vs loop |\n|---|---|---|---|---|---|")
     ref, base = None, None
     for row in args.rows:
-        path, _, opt = row.partition("+")
+        path, *opts = row.split("+")
         chunk = int(path.split("-")[1]) if path.startswith("vmap") else 16
-        kw = dict(path=path.split("-")[0], chunk=chunk, compile=opt == "compile", desc=row)
+        kw = dict(path=path.split("-")[0], chunk=chunk, compile="compile" in opts, bf16="bf16" in opts, desc=row)
         t0 = time.perf_counter()
         ls.surface(model, task.loss, batch, centre, d1, d2, warm, warm, **kw)
         warm_s = time.perf_counter() - t0

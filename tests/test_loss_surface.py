@@ -132,5 +132,7 @@ def test_surface_paths_agree_on_a_looped_transformer():
     for path in ("inplace", "vmap"):
         df = ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path=path, chunk=4)
         np.testing.assert_allclose(df["loss"], ref["loss"], rtol=1e-5)
+    low = ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path="inplace", bf16=True)
+    np.testing.assert_allclose(low["loss"], ref["loss"], rtol=0.05)  # bfloat16: ~3 significant digits
     with pytest.raises(ValueError, match="path"):
         ls.surface(model, task.loss, batch, centre, d1, d2, grid, grid, path="magic")

@@ -129,3 +129,14 @@ def test_snapshots_are_kept_in_the_checkpoint(tmp_path):
     assert len(snaps) == 4
     assert all(torch.equal(a, b) for a, b in zip(snaps[-1].values(), model.state_dict().values()))
     assert not torch.equal(snaps[0]["convs.0.weight"], snaps[-1]["convs.0.weight"])
+
+
+def test_keep_freed_memory_is_applied_on_linux_and_can_be_disabled(monkeypatch):
+    import platform
+
+    from lib.device import keep_freed_memory
+
+    monkeypatch.setenv("SEQLAB_DEFAULT_MALLOC", "1")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("SEQLAB_DEFAULT_MALLOC")
+    assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

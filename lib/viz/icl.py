@@ -42,8 +42,9 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
     palette = dict(zip(errors["label"].unique(), sns.color_palette()))
     for label, b in (marks or {}).items():
         ax.axvline(b, color=palette.get(label, "grey"), ls=":", lw=1)
-    for label, level in (flat or {}).items():
-        ax.axhline(level, color="black", ls="--", lw=1, label=label)
+    greys = sns.color_palette("dark", len(palette) + len(flat or {}))[len(palette):]  # colours the looped lines do not use
+    for (label, level), colour, dash in zip((flat or {}).items(), greys, [(4, 2), (1, 1), (6, 2, 1, 2), (2, 2), (8, 3)] * 4):
+        ax.axhline(level, color=colour, ls=(0, dash), lw=1.2, label=f"{label} (no loop)")
     _finish(ax, "loop iterations at inference (dotted: b used in training)", title or "Error at the last position vs loop iterations")
     fig.tight_layout()
     return fig
