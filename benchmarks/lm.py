@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--contexts", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     args = ap.parse_args()
     dev = devices.pick()
-    cfgs = [LMConfig.load({**m, "vocab": args.vocab, "ctx": args.ctx}) for m in read_yaml(args.config)["models"]]
+    cfgs = [LMConfig.load({**{k: v for k, v in m.items() if k != "steps"}, "vocab": args.vocab, "ctx": args.ctx})
+            for m in read_yaml(args.config)["models"]]
     variants = [(False, False)] + ([(True, False), (True, True)] if dev.type == "cuda" else [])
     print(f"device: {devices.describe(dev)}, torch {torch.__version__}; models from {args.config}, vocab {args.vocab}\n")
     print(f"Training at context {args.ctx}, batch {args.batch} (tokens/s over {args.steps} steps after 2 warm-up steps)\n")
