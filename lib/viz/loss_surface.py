@@ -183,8 +183,7 @@ def _evaluator(model: nn.Module, loss_fn: LossFn, batch, centre: Params, d1: Par
                bf16: bool = False):
     """A function (alphas, betas) -> losses for one chunk of grid points, by the chosen path."""
     if path == "loop":  # the reference form: functional_call at each point's weights
-        return lambda a, b: [float(loss_at(model, loss_fn, batch, p)) for p in
-                             (dict(zip(centre, vals)) for vals in zip(*_grid_params(centre, d1, d2, a, b).values()))]
+        return lambda a, b: [float(loss_at(model, loss_fn, batch, combine(centre, (ai, d1), (bi, d2)))) for ai, bi in zip(a.tolist(), b.tolist())]
     if path == "vmap":  # all points of a chunk in one batched call (a GPU is idle on one point)
         f = torch.func.vmap(lambda p: loss_at(model, loss_fn, batch, p), chunk_size=chunk)
         return lambda a, b: f(_grid_params(centre, d1, d2, a, b)).tolist()
