@@ -3,16 +3,43 @@
 The checkpoint of a run is keyed by study, run name, seed and a hash of the model, training
 and task specs, so notebooks that build the same run share it (a study that needs another
 study's models trains them when absent and loads them when present).
+
+Small models use two CPU cores poorly from one process, so on CPU `workers=N` first trains the
+missing runs in N spawned processes of cores/N threads each; the sequential pass then loads
+their finished checkpoints. Each run gets its own copy of the task, so a curriculum's progress
+(e.g. the adaptive target length) never carries over from one run to the next.
 """
 from __future__ import annotations
 
+import copy
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+import torch
 import torch.nn as nn
 
 from lib import device as devices
 from lib.train import TrainConfig, build, checkpoint_path, train
+
+
+def _run(model_cls, mcfg, task, cfg: TrainConfig, study: str) -> tuple[nn.Module, Path, str]:
+    model = build(model_cls, mcfg, cfg.seed)
+    return model, checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec), f"{mcfg.name} seed {cfg.seed}"
+
+
+def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
+    torch.set_num_threads(threads)
+    model, path, desc = _run(model_cls, mcfg, task, cfg, study)
+    train(model, task, cfg, checkpoint=path, desc=desc)
+    return desc
+
+
+def _finished(path: Path, steps: int) -> bool:
+    return path.exists() and torch.load(path, map_location="cpu", weights_only=False)["step"] >= steps
 
 
 def train_sweep(
@@ -24,26 +51,38 @@ def train_sweep(
     seeds: list[int],
     study: str,
     columns: Callable[[Any], dict] = lambda cfg: {},
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], nn.Module]]:
     """Returns (history of every run, one row per evaluation; {(run name, seed): trained model}).
 
     `task` is a task object, or a function config -> task (e.g. a per-model curriculum).
+    `workers` > 1 trains the missing runs in parallel processes (CPU only; ignored on a GPU).
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    runs = [(mcfg, copy.deepcopy(task(mcfg) if callable(task) else task), TrainConfig.load({**train_cfg, "seed": seed}))
+            for mcfg in configs for seed in seeds]
+    device = devices.pick(runs[0][2].device) if runs else torch.device("cpu")
+    if workers > 1 and device.type == "cpu":
+        todo = [r for r in runs if not _finished(_run(model_cls, *r, study)[1], r[2].steps)]
+        if len(todo) > 1:
+            threads = max(1, (os.cpu_count() or 1) // min(workers, len(todo)))
+            print(f"training {len(todo)} runs in {min(workers, len(todo))} processes of {threads} thread(s)", flush=True)
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                for done in pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])):
+                    print(f"  finished {done}", flush=True)
     histories, models = [], {}
-    for mcfg in configs:
-        run_task = task(mcfg) if callable(task) else task
-        for seed in seeds:
-            cfg = TrainConfig.load({**train_cfg, "seed": seed})
-            model = build(model_cls, mcfg, seed)
-            hist = train(
-                model, run_task, cfg,
-                desc=f"{mcfg.name} seed {seed}",
-                checkpoint=checkpoint_path(study, f"{mcfg.name}-s{seed}", mcfg, cfg, *run_task.spec),
-                extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
-                       "seed": seed, "device": devices.describe(devices.pick(cfg.device))},
-            )
-            histories.append(hist)
-            models[mcfg.name, seed] = model.eval()
+    for mcfg, run_task, cfg in runs:
+        model, path, desc = _run(model_cls, mcfg, run_task, cfg, study)
+        hist = train(
+            model, run_task, cfg,
+            desc=desc,
+            checkpoint=path,
+            extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
+                   "seed": cfg.seed, "device": devices.describe(device)},
+        )
+        histories.append(hist)
+        models[mcfg.name, cfg.seed] = model.eval()
     return pd.concat(histories, ignore_index=True), models
 
 

@@ -141,3 +141,18 @@ def test_read_steps_drops_the_input_from_memory():
     assert g.abs().sum() > 0  # the input still reaches the output, through Z_1
     with pytest.raises(ValueError, match="read_steps"):
         ThinkerConfig(read_steps=-1)
+
+
+def test_latent_readout_equals_read_steps_at_every_n_step():
+    """latent_readout drops the input from the readout's memory only: the same as read_steps = n_step,
+    for each n_step given at call time; and it differs from the free model (the readout saw the input)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 36, (2, 7))
+    lat = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, latent_readout=True)).eval()
+    free = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4)).eval()
+    free.load_state_dict(lat.state_dict())
+    for S in (1, 2, 4):
+        fixed = Thinker(ThinkerConfig(vocab=36, out_len=4, d=16, n_head=4, n_step=S, read_steps=S)).eval()
+        fixed.load_state_dict(lat.state_dict())
+        torch.testing.assert_close(lat(x, n_step=S), fixed(x))
+        assert not torch.allclose(lat(x, n_step=S), free(x, n_step=S))

@@ -9,7 +9,8 @@ Glossary: B batch, L input length, d width, M n_latent (slots per step), S n_ste
     mem_0 = I
     Z_s   = Block(Z_{s-1}, mem_{s-1})                   self-attention over the slots, cross-attention to memory
     mem_s = [I ; Z_1 ; ... ; Z_s]                       a FIFO of every stored latent set; with read_steps = r,
-                                                        I is dropped from mem_s for s >= r (the reference's read_step)
+                                                        I is dropped from mem_s for s >= r (the reference's read_step);
+                                                        latent_readout: r = n_step, so only the readout loses I
     out_s = Head(Block(Q, mem_s))                       O learned output queries, read in the last `readout` steps
 
 Block is one post-norm decoder layer (torch's TransformerDecoderLayer: self-attn, cross-attn,
@@ -51,6 +52,7 @@ class ThinkerConfig(Config):
     readout: int = 1  # read out (and put in the loss) in the last `readout` steps
     pos_offset: bool = False  # random start offset into the position table while training
     read_steps: int = 0  # 0: the input stays in memory; r >= 1: only steps s < r see it (then latents only, readout included)
+    latent_readout: bool = False  # the readout sees the stored latents only, whatever n_step (= read_steps = n_step)
 
     def __post_init__(self):
         if self.d % self.n_head or self.d % 2:
@@ -93,7 +95,8 @@ class Thinker(nn.Module):
         inp = self.embed(x) * math.sqrt(cfg.d) + self.pos[torch.arange(L, device=x.device) + offset]  # (B, L, d)
         z = self.latents[:M].expand(B, M, cfg.d)
         queries = self.queries.expand(B, cfg.out_len, cfg.d)
-        sees_input = lambda s: not cfg.read_steps or s < cfg.read_steps  # step s (readout after step s: s + 1)
+        r = S if cfg.latent_readout else cfg.read_steps
+        sees_input = lambda s: not r or s < r  # step s (readout after step s: s + 1)
         stored, outs = [], []  # FIFO of every stored latent set
         for s in range(S):
             z = self.block(z, torch.cat(([inp] if sees_input(s) else []) + stored, dim=1))  # (B, M, d)
