@@ -15,6 +15,8 @@ LABELS = {
     "tokens": "training tokens",
     "context": "context (tokens)",
     "memory_mb": "memory of one forward+backward (MiB)",
+    "val_token_acc": "held-out token accuracy (fraction of target tokens)",
+    "val_exact": "held-out exact match (fraction of samples)",
 }
 
 
