@@ -67,10 +67,9 @@ def train_sweep(
         todo = [r for r in runs if not _finished(_run(model_cls, *r, study)[1], r[2].steps)]
         if len(todo) > 1:
             threads = max(1, (os.cpu_count() or 1) // min(workers, len(todo)))
-            print(f"training {len(todo)} runs in {min(workers, len(todo))} processes of {threads} thread(s)", flush=True)
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                for done in pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])):
-                    print(f"  finished {done}", flush=True)
+                done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
+            print(f"trained {len(done)} runs in {min(workers, len(todo))} processes of {threads} thread(s): {', '.join(done)}")
     histories, models = [], {}
     for mcfg, run_task, cfg in runs:
         model, path, desc = _run(model_cls, mcfg, run_task, cfg, study)
