@@ -25,7 +25,7 @@ def plot(df: pd.DataFrame, y: str = "val_error_pct", x: str = "samples", hue: st
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     data = df[df[x] > 0] if logy and y in ("val_loss", "train_loss") else df
-    sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", markersize=3, ax=ax, errorbar=("ci", 95))
+    sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", markersize=3, ax=ax, errorbar=("ci", 95), seed=0)  # seeded bootstrap: stable figures
     if logy:
         ax.set_yscale("symlog" if (data[y] <= 0).any() else "log", **({"linthresh": 0.01} if (data[y] <= 0).any() else {}))
     if logx:
