@@ -26,20 +26,19 @@ from lib import device as devices
 from lib.train import TrainConfig, build, checkpoint_path, train
 
 
-def _run(model_cls, mcfg, task, cfg: TrainConfig, study: str) -> tuple[nn.Module, Path, str]:
-    model = build(model_cls, mcfg, cfg.seed)
-    return model, checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec), f"{mcfg.name} seed {cfg.seed}"
-
-
-def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
-    torch.set_num_threads(threads)
-    model, path, desc = _run(model_cls, mcfg, task, cfg, study)
-    train(model, task, cfg, checkpoint=path, desc=desc)
-    return desc
+def _checkpoint(study: str, mcfg, task, cfg: TrainConfig) -> Path:
+    return checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec)
 
 
 def _finished(path: Path, steps: int) -> bool:
     return path.exists() and torch.load(path, map_location="cpu", weights_only=False)["step"] >= steps
+
+
+def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
+    torch.set_num_threads(threads)
+    desc = f"{mcfg.name} seed {cfg.seed}"
+    train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=_checkpoint(study, mcfg, task, cfg), desc=desc)
+    return desc
 
 
 def train_sweep(
@@ -64,7 +63,7 @@ def train_sweep(
             for mcfg in configs for seed in seeds]
     device = devices.pick(runs[0][2].device) if runs else torch.device("cpu")
     if workers > 1 and device.type == "cpu":
-        todo = [r for r in runs if not _finished(_run(model_cls, *r, study)[1], r[2].steps)]
+        todo = [r for r in runs if not _finished(_checkpoint(study, *r), r[2].steps)]
         if len(todo) > 1:
             threads = max(1, (os.cpu_count() or 1) // min(workers, len(todo)))
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -72,11 +71,11 @@ def train_sweep(
             print(f"trained {len(done)} runs in {min(workers, len(todo))} processes of {threads} thread(s): {', '.join(done)}")
     histories, models = [], {}
     for mcfg, run_task, cfg in runs:
-        model, path, desc = _run(model_cls, mcfg, run_task, cfg, study)
+        model = build(model_cls, mcfg, cfg.seed)
         hist = train(
             model, run_task, cfg,
-            desc=desc,
-            checkpoint=path,
+            desc=f"{mcfg.name} seed {cfg.seed}",
+            checkpoint=_checkpoint(study, mcfg, run_task, cfg),
             extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
                    "seed": cfg.seed, "device": devices.describe(device)},
         )
