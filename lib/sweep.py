@@ -65,10 +65,11 @@ def train_sweep(
     if workers > 1 and device.type == "cpu":
         todo = [r for r in runs if not _finished(_checkpoint(study, *r), r[2].steps)]
         if len(todo) > 1:
-            threads = max(1, (os.cpu_count() or 1) // min(workers, len(todo)))
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            n = min(workers, len(todo))
+            threads = max(1, (os.cpu_count() or 1) // n)
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
                 done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
-            print(f"trained {len(done)} runs in {min(workers, len(todo))} processes of {threads} thread(s): {', '.join(done)}")
+            print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
     histories, models = [], {}
     for mcfg, run_task, cfg in runs:
         model = build(model_cls, mcfg, cfg.seed)
