@@ -16,7 +16,7 @@ import torch
 
 from lib.device import describe, pick
 from lib.models.looped import Looped, LoopedConfig
-from lib.tasks.regression import make_task
+from lib.tasks.regression import InContextRegression
 
 
 def samples_per_s(cfg: LoopedConfig, task, device, steps: int, batch: int, compile_: bool, bf16: bool) -> float:
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true")
     args = ap.parse_args()
     device = pick()
-    task = make_task("linear", args.dims, args.points, 64)
+    task = InContextRegression.of("linear", args.dims, args.points, 64)
     base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points)
     modes = [("eager", False, False)] + ([] if args.no_compile else [("compile", True, False)])
     if device.type == "cuda":

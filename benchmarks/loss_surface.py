@@ -27,7 +27,7 @@ import torch
 
 from lib import device as devices
 from lib.models.looped import Looped, LoopedConfig
-from lib.tasks.regression import make_task
+from lib.tasks.regression import InContextRegression
 from lib.viz import loss_surface as ls
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     d, k = 10, 31
     torch.manual_seed(0)
     model = Looped(LoopedConfig(d_in=d, n_embd=args.width, n_head=4, n_layer=1, n_positions=2 * k, b=args.b, T=args.b)).to(dev)
-    task = make_task("linear", d, k, 64)
+    task = InContextRegression.of("linear", d, k, 64)
     batch = task.train_batch(64, torch.Generator().manual_seed(0), 0)
     batch = type(batch)(*[t.to(dev) if isinstance(t, torch.Tensor) else t for t in batch])
     centre = ls.trainable(model)

@@ -21,3 +21,15 @@ def check_checkout(notebook: str | None = None) -> Path:
             "Another package named `lib` shadows it: run `pip install -e .` in the seqlab checkout."
         )
     return ROOT
+
+
+def setup(notebook: str, device: str = "auto"):
+    """A notebook's set-up line: check that `lib` is this checkout, pick the device, print both."""
+    import torch
+
+    from lib import device as devices
+
+    check_checkout(notebook)
+    dev = devices.pick(device)
+    print(f"device: {devices.describe(dev)}, torch {torch.__version__}")
+    return dev

@@ -104,17 +104,69 @@ def expand(sweep: Any) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, but 3e-3 (no dot) is a float, as a Python reader expects,
+    and a key given twice in one mapping is an error instead of silently keeping the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+BASE_KEY = "base"  # a config may name another config whose keys it starts from
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"{path} is not a file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if raw is None or raw == {}:
+        raise ConfigError(f"{path}: empty config; pass the defaults explicitly or use smoke.yml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of parameter names to values")
     return raw
+
+
+def read_config(path: str | Path, _chain: tuple = ()) -> tuple[dict, dict]:
+    """A config with its `base:` chain resolved, merged flat: (parameters, overrides).
+
+    `base: ../looped/cpu.yml` (relative to this file) loads that config first; this file's keys
+    then replace the base's. `overrides` maps each replaced key to (base value, new value), so a
+    report can show what a study changed from its family's settings.
+    """
+    raw = read_yaml(path)
+    path = Path(path).resolve()
+    if path in _chain:
+        raise ConfigError(f"{path}: base chain loops back to itself ({' -> '.join(p.name for p in _chain + (path,))})")
+    base_ref = raw.pop(BASE_KEY, None)
+    if base_ref is None:
+        return raw, {}
+    if not isinstance(base_ref, str):
+        raise ConfigError(f"{path}: base must be a path to another YAML, got {base_ref!r}")
+    base, _ = read_config(path.parent / base_ref, _chain + (path,))
+    overrides = {k: (base[k], v) for k, v in raw.items() if k in base and base[k] != v}
+    return {**base, **raw}, overrides
 
 
 def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, where: str) -> None:

@@ -12,7 +12,7 @@ def pick(name: str = "auto") -> torch.device:
     if name not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda'], got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False (use device: auto or cpu)")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 

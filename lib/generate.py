@@ -60,7 +60,8 @@ def generate(model, prompt: list[int], max_new_tokens: int, *, method: str = "gr
     try:
         for _ in range(max_new_tokens):
             if cache:
-                if model.cfg.arch == "gpt" and state is not None and state[0] >= ctx:  # positions used up: re-read the recent half
+                room = model.room(state)
+                if room is not None and room < new.shape[1]:  # positions used up: re-read the recent half
                     state, new = None, seq[:, -(ctx // 2):]
                 logits, state = model.step(new, state)
             else:

@@ -1,18 +1,23 @@
 """The runner: execute a notebook with a config through papermill and render its report.
 
-    python -m lib.run selective_copy --config configs/selective_copy/cpu.yml
+    python -m lib.run selective_copy --config configs/selective_copy/cpu.yml [--retrain-stale]
 
-writes reports/selective_copy.md (header: profile, device, torch, git revision, date, wall
-time, command), images/selective_copy/*.png and reports/selective_copy.csv. The profile is
-the config file's name (cpu.yml -> 'cpu'). Everything is built in a temporary folder and
-moved into place only when the notebook ran through and produced figures: a failure leaves
-the previous report untouched. Bad input (notebook name, config path, unknown key, wrong
-type) is a one-line error and exit code 2; a failing notebook exits with 1.
+writes reports/selective_copy.md (header: profile, device, torch, precision and compile as used,
+git revision and the revisions its runs were trained at, date, wall time, the training minutes of
+the runs shown, trained now / loaded, command), images/selective_copy/*.png and
+reports/selective_copy.csv. The profile is the config file's name (cpu.yml -> 'cpu'); profiles
+other than cpu, gpu and paper write under scratch/ unless --out says otherwise, so a smoke run never
+replaces a committed report. Everything is built in a temporary folder and moved into place only
+when the notebook ran through and produced figures: a failure leaves the previous report
+untouched. Bad input (notebook name, config path, unknown key, wrong type, out of range, an
+unusable --out) is a one-line error and exit code 2, before any kernel starts; a failing notebook
+exits with 1.
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -25,28 +30,14 @@ from pathlib import Path
 
 import nbformat
 
-from lib.config import ConfigError, check_parameters, read_yaml
+from lib import provenance
+from lib.config import ConfigError, read_config
+from lib.notebooks import notebook_path, parameters_of, validate
 from lib.paths import IMAGES, NOTEBOOKS, REPORTS, ROOT, git_revision
 from lib.report import OUT_ENV
 
-
-def parameters_of(nb_path: Path) -> dict:
-    """The defaults of the notebook's cell tagged 'parameters' (executed in an empty namespace)."""
-    nb = nbformat.read(nb_path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    if len(cells) != 1:
-        raise ConfigError(f"{nb_path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
-    namespace: dict = {}
-    exec(compile(cells[0].source, f"{nb_path.name}:parameters", "exec"), namespace)
-    return {k: v for k, v in namespace.items() if not k.startswith("_")}
-
-
-def notebook_path(name: str) -> Path:
-    path = NOTEBOOKS / f"{name}.ipynb"
-    if not path.is_file():
-        known = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
-        raise ConfigError(f"no notebook {name!r}; available: {known}")
-    return path
+REPORT_PROFILES = ("cpu", "gpu", "paper")  # profiles whose reports are committed; others go to scratch/
+SCRATCH = ROOT / "scratch"
 
 
 def render(nb, name: str, header: str, images_dir: Path, show_code: bool) -> tuple[str, int]:
@@ -80,7 +71,12 @@ def render(nb, name: str, header: str, images_dir: Path, show_code: bool) -> tup
     return "\n\n".join(parts) + "\n", n_figures
 
 
-def header(name: str, profile: str, config: Path, params: dict, command: str, wall: float, revision: str, started: str) -> str:
+def _counts(d: dict) -> str:
+    return ", ".join(f"{k} ({v})" if len(d) > 1 else str(k) for k, v in d.items()) or "—"
+
+
+def header(name: str, profile: str, config: Path, params: dict, overrides: dict, command: str, wall: float, revision: str,
+           started: str, runs: dict) -> str:
     import torch
 
     from lib.device import describe
@@ -90,32 +86,102 @@ def header(name: str, profile: str, config: Path, params: dict, command: str, wa
         "device": describe(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "precision / compile": f"{_counts(runs['precision'])} / compile {_counts(runs['compile'])}" if runs["runs"] else "—",
         "git revision": revision,
+        "runs trained at": _counts(runs["revisions"]) if runs["runs"] else "—",
         "date": started,
         "wall time": f"{wall / 60:.1f} min",
+        "training minutes": (f"{runs['train_minutes']:.1f} min over the {runs['runs']} runs shown "
+                             f"({runs['trained_now']} trained now: {runs['train_minutes_now']:.1f} min; {runs['loaded']} loaded "
+                             "from checkpoints)") if runs["runs"] else "no training",
+        "stop reasons": _counts(runs["stop_reasons"]) if runs["runs"] else "—",
         "command": f"`{command}`",
     }
     table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
-    cfg = "\n".join(f"{k}: {v!r}" for k, v in params.items())
+    warning = ""
+    if runs["stale"]:
+        listed = "\n".join(f"- `{run}`: {', '.join(f'`{f}`' for f in files)}" for run, files in sorted(runs["stale"].items()))
+        warning = (f"\n\n> **Warning: {len(runs['stale'])} run(s) were trained at a revision whose code differs from this "
+                   "checkout** ('?' = revision unknown here). Their numbers may not be what the current code would give; "
+                   f"rerun with `--retrain-stale` to retrain them.\n\n{listed}")
+    cfg = "\n".join(f"{k}: {v!r}" + (f"  # base: {overrides[k][0]!r}" if k in overrides else "") for k, v in params.items())
     return (
         f"<!-- Generated by lib.run from notebooks/{name}.ipynb; do not edit by hand. -->\n\n"
-        f"**Report `{name}`**\n\n{table}\n\n<details><summary>parameters from the config</summary>\n\n"
-        f"```yaml\n{cfg}\n```\n</details>"
+        f"**Report `{name}`**\n\n{table}{warning}\n\n<details><summary>parameters from the config</summary>\n\n"
+        f"```python\n{cfg}\n```\n</details>"
     )
 
 
-def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path = ROOT) -> Path:
+def check_out(out: Path) -> None:
+    """--out must be a folder we can write reports/ and images/ into: checked before the notebook runs."""
+    for folder in (out, out / REPORTS.name, out / IMAGES.name):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out: {folder} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".seqlab-probe-", delete=True)
+        probe.close()
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write to {out} ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """An exclusive lock on folder/.seqlab.lock: two runners never move files into place at once."""
+    import fcntl
+
+    with open(folder / ".seqlab.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def install(tmp: Path, name: str, md: str, out: Path) -> Path:
+    """Move the report, its figures and its table into place together, under a lock."""
+    reports, images = out / REPORTS.name, out / IMAGES.name
+    reports.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    staged = images / f".{name}.new-{tag}"
+    shutil.move(tmp / "images", staged)
+    report_tmp = reports / f".{name}.md.{tag}.tmp"
+    report_tmp.write_text(md)
+    csv_tmp = None
+    if (tmp / "results.csv").exists():
+        csv_tmp = reports / f".{name}.csv.{tag}.tmp"
+        shutil.move(tmp / "results.csv", csv_tmp)
+    with locked(out):
+        old = images / f".{name}.old-{tag}"
+        if (images / name).exists():
+            os.replace(images / name, old)
+        os.replace(staged, images / name)
+        shutil.rmtree(old, ignore_errors=True)
+        if csv_tmp is not None:
+            os.replace(csv_tmp, reports / f"{name}.csv")
+        else:  # a table from an earlier run would not belong to this report
+            (reports / f"{name}.csv").unlink(missing_ok=True)
+        os.replace(report_tmp, reports / f"{name}.md")
+    return reports / f"{name}.md"
+
+
+def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path | None = None,
+        retrain_stale: bool = False) -> Path:
     import papermill
 
     nb_path = notebook_path(name)
-    params = read_yaml(config)
-    check_parameters(params, parameters_of(nb_path), where=str(config))
+    params, overrides = read_config(config)
+    validate(params, nb_path, where=str(config))
     profile = config.stem
+    out = Path(out) if out is not None else (ROOT if profile in REPORT_PROFILES else SCRATCH)
+    check_out(out)
     command = command or f"python -m lib.run {name} --config {config}"
     with tempfile.TemporaryDirectory(prefix=f"seqlab-{name}-") as tmp:
         tmp = Path(tmp)
         os.environ[OUT_ENV] = str(tmp)
         os.environ["SEQLAB_HEADLESS"] = "1"
+        os.environ[provenance.RETRAIN_STALE_ENV] = "1" if retrain_stale else "0"
         revision, started = git_revision(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         t0 = time.perf_counter()
         try:
@@ -124,29 +190,23 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
                 cwd=str(NOTEBOOKS), progress_bar=False, log_output=True, stderr_file=sys.stderr,
             )
         except papermill.PapermillExecutionError as e:
-            keep = Path(tempfile.gettempdir()) / f"seqlab-failed-{name}.ipynb"
+            fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
+            os.close(fd)
             shutil.copy(tmp / f"{name}.ipynb", keep)
-            raise RuntimeError(f"notebook {name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (executed notebook: {keep})") from None
+            executed = nbformat.read(keep, as_version=4)
+            injected = [i for i, c in enumerate(executed.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+            cell = e.cell_index - sum(1 for i in injected if i < e.cell_index) + 1  # as numbered in notebooks/<name>.ipynb
+            raise RuntimeError(f"notebook {name} failed in cell {cell} (counting all cells from 1): {e.ename}: {e.evalue} "
+                               f"(executed notebook: {keep})") from None
         wall = time.perf_counter() - t0
         nb = nbformat.read(tmp / f"{name}.ipynb", as_version=4)
         (tmp / "images").mkdir()
-        md, n_figures = render(nb, name, header(name, profile, config.resolve(), params, command, wall, revision, started), tmp / "images", show_code)
+        runs = provenance.summary(provenance.read_records(tmp))
+        head = header(name, profile, config.resolve(), params, overrides, command, wall, revision, started, runs)
+        md, n_figures = render(nb, name, head, tmp / "images", show_code)
         if n_figures < min_figures:
             raise RuntimeError(f"notebook {name} produced {n_figures} figures (expected >= {min_figures}); no report written")
-        # Everything is ready: move it into place.
-        reports, images = out / REPORTS.name, out / IMAGES.name
-        reports.mkdir(parents=True, exist_ok=True)
-        images.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(images / name, ignore_errors=True)
-        shutil.move(tmp / "images", images / name)
-        if (tmp / "results.csv").exists():
-            shutil.move(tmp / "results.csv", reports / f"{name}.csv")
-        else:  # a table from an earlier run would not belong to this report
-            (reports / f"{name}.csv").unlink(missing_ok=True)
-        report = reports / f"{name}.md"
-        report.with_suffix(".md.tmp").write_text(md)
-        os.replace(report.with_suffix(".md.tmp"), report)
-    return report
+        return install(tmp, name, md, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,11 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
     ap.add_argument("--config", required=True, type=Path, help="YAML of notebook parameters; its file name is the profile")
     ap.add_argument("--show-code", action="store_true", help="include code cells in the report")
-    ap.add_argument("--out", type=Path, default=ROOT, help="folder that receives reports/ and images/ (default: the repository)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder that receives reports/ and images/ (default: the repository for the cpu, gpu and paper "
+                         "profiles, scratch/ for any other)")
+    ap.add_argument("--retrain-stale", action="store_true",
+                    help="retrain the runs whose checkpoints were trained at a revision with other model/task/training code")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     try:
-        report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out)
+        report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out,
+                     retrain_stale=args.retrain_stale)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

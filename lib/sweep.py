@@ -23,60 +23,85 @@ import torch
 import torch.nn as nn
 
 from lib import device as devices
-from lib.train import TrainConfig, build, checkpoint_path, train
+from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
 
 
-def _checkpoint(study: str, mcfg, task, cfg: TrainConfig) -> Path:
+def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
+    """The checkpoint of one run: checkpoints/<study>/<run name>-s<seed>-<hash>.pt.
+
+    The hash covers the model config, the task's `spec` and the training settings that change
+    the result (TrainConfig.identity: not device, amp or compile). Every study that trains or
+    loads a run finds it through this one function.
+    """
     return checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec)
 
 
-def _finished(path: Path, steps: int) -> bool:
-    return path.exists() and torch.load(path, map_location="cpu", weights_only=False)["step"] >= steps
+def _finished(path: Path, cfg: TrainConfig) -> bool:
+    return path.exists() and finished(load_checkpoint(path), cfg)
 
 
 def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
     torch.set_num_threads(threads)
     desc = f"{mcfg.name} seed {cfg.seed}"
-    train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=_checkpoint(study, mcfg, task, cfg), desc=desc)
+    train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=checkpoint_for(study, mcfg, task, cfg), desc=desc)
     return desc
+
+
+def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callable[[Any], float] | None = None) -> list[str]:
+    """Train the unfinished runs [(model config, task, TrainConfig)] in `workers` spawned CPU
+    processes of cores/workers threads each (longest first when `cost` estimates a run's cost).
+    A no-op on a GPU or with workers = 1 (the caller's sequential pass trains them). Returns the
+    runs trained."""
+    if workers <= 1 or not runs or devices.pick(runs[0][2].device).type != "cpu":
+        return []
+    todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2])]
+    if cost is not None:
+        todo.sort(key=lambda r: -cost(r[0]))
+    if len(todo) < 2:
+        return []
+    n = min(workers, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
+    print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
+    return done
 
 
 def train_sweep(
     model_cls: Callable[..., nn.Module],
     configs: list,
-    task: Any,
-    train_cfg: dict,
+    task: Any = None,
+    train_cfg: dict | None = None,
     *,
     seeds: list[int],
     study: str,
+    task_for: Callable[[Any], Any] | None = None,
     columns: Callable[[Any], dict] = lambda cfg: {},
     workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], nn.Module]]:
     """Returns (history of every run, one row per evaluation; {(run name, seed): trained model}).
 
-    `task` is a task object, or a function config -> task (e.g. a per-model curriculum).
-    `workers` > 1 trains the missing runs in parallel processes (CPU only; ignored on a GPU).
+    Every run trains on `task`, or on `task_for(model config)` when a run needs its own (e.g. a
+    loop curriculum that depends on the model's b). `workers` > 1 trains the missing runs in
+    parallel processes (CPU only; ignored on a GPU).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    runs = [(mcfg, copy.deepcopy(task(mcfg) if callable(task) else task), TrainConfig.load({**train_cfg, "seed": seed}))
+    if (task is None) == (task_for is None):
+        raise ValueError("give exactly one of task (one task for every run) and task_for (model config -> task)")
+    if not configs or not seeds:
+        raise ValueError(f"a sweep needs at least one model config and one seed; got {len(configs)} configs and seeds {seeds}")
+    runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), TrainConfig.load({**(train_cfg or {}), "seed": seed}))
             for mcfg in configs for seed in seeds]
-    device = devices.pick(runs[0][2].device) if runs else torch.device("cpu")
-    if workers > 1 and device.type == "cpu":
-        todo = [r for r in runs if not _finished(_checkpoint(study, *r), r[2].steps)]
-        if len(todo) > 1:
-            n = min(workers, len(todo))
-            threads = max(1, (os.cpu_count() or 1) // n)
-            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-                done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
-            print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
+    train_missing(model_cls, runs, study, workers)
+    device = devices.pick(runs[0][2].device)
     histories, models = [], {}
     for mcfg, run_task, cfg in runs:
         model = build(model_cls, mcfg, cfg.seed)
         hist = train(
             model, run_task, cfg,
             desc=f"{mcfg.name} seed {cfg.seed}",
-            checkpoint=_checkpoint(study, mcfg, run_task, cfg),
+            checkpoint=checkpoint_for(study, mcfg, run_task, cfg),
             extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
                    "seed": cfg.seed, "device": devices.describe(device)},
         )

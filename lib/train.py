@@ -1,10 +1,12 @@
 """The one training loop of the project.
 
-Nothing here knows about a particular model or task. A task is any object with
+Nothing here knows about a particular model or task. A task is any object that satisfies
+`lib.contracts.Task`:
 
     train_batch(batch_size, gen, step) -> batch     # a tuple/NamedTuple of tensors, on CPU
-    loss(model, batch) -> scalar tensor              # the task owns its loss
+    loss(model, batch) -> loss or (loss, stats)      # the task owns its loss
     evaluate(model) -> dict[str, float]              # validation metrics, no grad
+    after_step(stats)                                # optional: a curriculum hears the batch's stats
     state_dict() / load_state_dict(d)                # optional: progress to checkpoint (curricula)
 
 The loop: AdamW, linear warmup + cosine decay (a pure function of the step), optional
@@ -12,6 +14,11 @@ gradient clipping, evaluation every `eval_every` steps (and at the start and end
 a progress bar, samples/s, a checkpoint after every evaluation (written to a temporary
 file, then renamed) from which an interrupted run resumes exactly, and a clear error on
 a non-finite loss. On a GPU it uses bf16 autocast and, if asked, torch.compile.
+
+Stopping: `steps` is the cap. Optionally a convergence rule (`converge_metric` improved by less
+than `converge_tol`, relative, over the last `converge_window` evaluations, checked from
+`min_steps` on) and a wall-clock budget (`max_minutes` of training, evaluation excluded) stop
+earlier. The history's `stop_reason` says which: converged / budget / max_steps.
 """
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +40,21 @@ import torch
 import torch.nn as nn
 
 from lib import device as devices
+from lib import provenance
 from lib.config import Config
 from lib.paths import CHECKPOINTS, git_revision
 from lib.progress import bar
 
+STOP_REASONS = ("converged", "budget", "max_steps")
+# Settings that change how fast a run goes but not what it learns: recorded in the checkpoint and
+# the history, never hashed into the run's identity, so moving a run to a GPU or turning compile on
+# reuses it. bf16 autocast does change results slightly; a report states the precision its runs used.
+RECORDED_ONLY = ("device", "amp", "compile")
+
 
 @dataclass(frozen=True)
 class TrainConfig(Config):
-    steps: int = 1000
+    steps: int = 1000  # the cap (max steps); a stopping rule below may end a run earlier
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -54,6 +70,12 @@ class TrainConfig(Config):
     amp: bool = True  # bf16 autocast, on CUDA only
     compile: bool = False  # torch.compile the model for training and evaluation
     snapshot_every: int = 0  # keep a copy of the weights every N steps in the checkpoint (0: none)
+    converge_metric: str | None = None  # e.g. 'val_loss': stop when it stops improving (None: no rule)
+    converge_mode: str = "min"  # 'min' (lower is better) or 'max' (e.g. an accuracy)
+    converge_window: int = 5  # evaluations over which the improvement is measured
+    converge_tol: float = 0.01  # relative improvement below which the run has converged
+    min_steps: int = 0  # the convergence rule is not applied before this step (plateaus at the start)
+    max_minutes: float | None = None  # wall-clock budget of training (evaluation excluded)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -66,7 +88,31 @@ class TrainConfig(Config):
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.converge_mode not in ("min", "max"):
+            raise ValueError(f"converge_mode must be one of ['max', 'min'], got {self.converge_mode!r}")
+        if self.converge_window < 1 or self.converge_tol < 0 or self.min_steps < 0:
+            raise ValueError(f"need converge_window >= 1, converge_tol >= 0, min_steps >= 0; got "
+                             f"{self.converge_window}, {self.converge_tol}, {self.min_steps}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
         devices.pick(self.device)  # raises on an unknown or unavailable device
+
+    def identity(self) -> dict:
+        """The fields that change a run's result (everything but RECORDED_ONLY)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RECORDED_ONLY}
+
+
+def converged(values: list[float], window: int, tol: float, mode: str = "min") -> bool:
+    """Has the metric improved by less than `tol` (relative to the best before the window) over
+    the last `window` values? Needs window + 1 values; NaNs count as no improvement."""
+    if len(values) <= window:
+        return False
+    sign = 1.0 if mode == "min" else -1.0
+    before = min((sign * v for v in values[:-window] if not math.isnan(v)), default=math.inf)
+    recent = min((sign * v for v in values[-window:] if not math.isnan(v)), default=math.inf)
+    if math.isinf(before):
+        return False
+    return before - recent < tol * abs(before)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -88,8 +134,14 @@ def build(model_cls: Callable[..., nn.Module], cfg: Any, seed: int) -> nn.Module
 
 
 def run_id(*configs: Any) -> str:
-    """A short stable hash of everything that defines a run (dataclass configs or plain values)."""
-    blob = json.dumps([dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs], sort_keys=True, default=str)
+    """A short stable hash of everything that changes a run's result (dataclass configs or plain
+    values; a TrainConfig contributes its identity(), so device, amp and compile are not in it)."""
+    def part(c):
+        if isinstance(c, TrainConfig):
+            return c.identity()
+        return dataclasses.asdict(c) if dataclasses.is_dataclass(c) and not isinstance(c, type) else c
+
+    blob = json.dumps([part(c) for c in configs], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -110,9 +162,36 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read: the message names the file and what to do."""
+
+
+def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict:
+    """A checkpoint written by `train`, loaded with weights_only=True: it holds only tensors, plain
+    containers, numbers and strings, so a file from an untrusted source cannot run code."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable ({first[:120]}); delete it to retrain, or restore it") from None
+    if not isinstance(saved, dict) or "model" not in saved or "step" not in saved:
+        raise CheckpointError(f"checkpoint {path} is not a seqlab training checkpoint; delete it to retrain, or restore it")
+    return saved
+
+
 def load_snapshots(checkpoint: Path) -> list[dict[str, torch.Tensor]]:
     """The weight snapshots a run kept (TrainConfig.snapshot_every), oldest first."""
-    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("snapshots", [])
+    return load_checkpoint(checkpoint).get("snapshots", [])
+
+
+def finished(saved: dict, cfg: TrainConfig) -> bool:
+    """Did the run in this checkpoint stop (by any rule, or at the cap)?"""
+    return saved.get("stop_reason") is not None or saved["step"] >= cfg.steps
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -141,31 +220,52 @@ def train(
 
     Columns: step, samples, lr, train_loss (mean since the previous row), the task's
     evaluation metrics, samples_per_s and train_minutes (training only, evaluation
-    excluded), plus the constant `extra` columns (e.g. the swept settings). With a
-    `checkpoint` path the run resumes from it when present, and returns at once when
-    that run had finished.
+    excluded), git_revision (the code that trained up to that row), stop_reason (the run's,
+    on every row; empty while it has not stopped), plus the constant `extra` columns (e.g. the
+    swept settings). With a `checkpoint` path the run resumes from it when present, and returns
+    at once when that run had finished.
     """
     device = devices.pick(cfg.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state = {"step": 0, "train_seconds": 0.0, "history": [], "snapshots": []}
+    state = {"step": 0, "train_seconds": 0.0, "history": [], "snapshots": [], "stop_reason": None, "revisions": []}
+    revision = git_revision()
+    code = provenance.dependencies(type(model).__module__, type(task).__module__)  # the files this run's result depends on
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        gen.set_state(saved["generator"])
-        state = {k: saved.get(k, state[k]) for k in state}
-        if saved.get("task") is not None:
-            task.load_state_dict(saved["task"])
+        saved = load_checkpoint(checkpoint, map_location=device)
+        revisions = saved.get("revisions") or [saved.get("git_revision", "unknown")]
+        if finished(saved, cfg) and provenance.retrain_stale() and provenance.stale_for(revisions, saved.get("code", code)):
+            print(f"{desc or checkpoint}: trained at {', '.join(revisions)}, code changed since: retraining (--retrain-stale)")
+            Path(checkpoint).unlink()
+        else:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            gen.set_state(saved["generator"])
+            state = {k: saved.get(k, state[k]) for k in state}
+            state["revisions"] = revisions
+            if saved.get("task") is not None:
+                task.load_state_dict(saved["task"])
+    step_at_start = state["step"]
 
     def history() -> pd.DataFrame:
         df = pd.DataFrame(state["history"])
+        df["stop_reason"] = state["stop_reason"] or ""
         for k, v in (extra or {}).items():
             df[k] = [v] * len(df)
         return df
 
-    if state["step"] >= cfg.steps:
+    def record() -> None:
+        provenance.record({
+            "desc": desc, "checkpoint": str(checkpoint) if checkpoint else None, "trained_steps": state["step"] - step_at_start,
+            "step": state["step"], "stop_reason": state["stop_reason"], "train_minutes": state["train_seconds"] / 60,
+            "revisions": state["revisions"] or [revision], "device": devices.describe(device),
+            "amp": "bf16" if device.type == "cuda" and cfg.amp else "fp32", "compile": cfg.compile, "code": code,
+        })
+
+    if state["stop_reason"] is not None or state["step"] >= cfg.steps:
+        state["stop_reason"] = state["stop_reason"] or "max_steps"
+        record()
         return history()
 
     # A model whose whole forward cannot be traced (e.g. a loop over a runtime count) compiles its parts.
@@ -177,6 +277,8 @@ def train(
         with amp:
             metrics = task.evaluate(net)
         model.train()
+        if cfg.converge_metric is not None and cfg.converge_metric not in metrics:
+            raise ValueError(f"converge_metric {cfg.converge_metric!r} is not a metric of this task; it reports {sorted(metrics)}")
         step = state["step"]
         row = {
             "step": step,
@@ -186,9 +288,23 @@ def train(
             **metrics,
             "samples_per_s": step * cfg.batch_size / state["train_seconds"] if state["train_seconds"] else float("nan"),
             "train_minutes": state["train_seconds"] / 60,
+            "git_revision": revision,
         }
         state["history"].append(row)
+        if revision not in state["revisions"]:
+            state["revisions"].append(revision)
         return row
+
+    def stop_reason() -> str | None:
+        if state["step"] >= cfg.steps:
+            return "max_steps"
+        if cfg.max_minutes is not None and state["train_seconds"] >= 60 * cfg.max_minutes:
+            return "budget"
+        if cfg.converge_metric is not None and state["step"] >= cfg.min_steps:
+            values = [r[cfg.converge_metric] for r in state["history"] if r["step"] > 0]
+            if converged(values, cfg.converge_window, cfg.converge_tol, cfg.converge_mode):
+                return "converged"
+        return None
 
     def save():
         if checkpoint is not None:
@@ -204,7 +320,8 @@ def train(
                     "model_class": f"{type(model).__module__}:{type(model).__qualname__}",
                     "model_config_class": f"{type(model.cfg).__module__}:{type(model.cfg).__qualname__}" if hasattr(model, "cfg") else None,
                     "task_meta": task.meta() if hasattr(task, "meta") else None,  # e.g. a language model's tokenizer
-                    "git_revision": git_revision(),
+                    "git_revision": revision,
+                    "code": code,  # the files under lib/ this run depends on (provenance.dependencies)
                 },
                 Path(checkpoint),
             )
@@ -216,13 +333,14 @@ def train(
     pbar = bar(cfg.steps, desc=desc, initial=state["step"])
     t0 = time.perf_counter()
     try:
-        while state["step"] < cfg.steps:
+        while state["stop_reason"] is None:
             step = state["step"]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
             batch = to_device(task.train_batch(cfg.batch_size, gen, step), device)
             with amp:
-                loss = task.loss(net, batch)
+                out = task.loss(net, batch)
+            loss, stats = out if isinstance(out, tuple) else (out, None)
             if not torch.isfinite(loss):
                 last = state["history"][-1]["step"] if state["history"] else 0
                 raise FloatingPointError(
@@ -234,18 +352,23 @@ def train(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if stats is not None and hasattr(task, "after_step"):
+                task.after_step(stats)  # e.g. an adaptive curriculum hears the batch's accuracy
             loss_sum, n_loss = loss_sum + loss.item(), n_loss + 1
             state["step"] = step + 1
             if cfg.snapshot_every and state["step"] % cfg.snapshot_every == 0:
                 state["snapshots"].append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             pbar.update(1)
-            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+            over_budget = cfg.max_minutes is not None and state["train_seconds"] + time.perf_counter() - t0 >= 60 * cfg.max_minutes
+            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps or over_budget:
                 state["train_seconds"] += time.perf_counter() - t0
                 row = evaluate(loss_sum, n_loss)
                 loss_sum, n_loss = 0.0, 0
+                state["stop_reason"] = stop_reason()
                 save()
                 pbar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith("val_")}, refresh=False)
                 t0 = time.perf_counter()
     finally:
         pbar.close()
+    record()
     return history()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lib.models.gpt import GPTBackbone, GPTConfig, attention_ref
-from lib.models.looped import Looped, LoopedConfig, keep_pairs
+from lib.models.looped import Looped, LoopedConfig, keep_context
 
 SMALL = dict(d_in=5, n_embd=32, n_head=4, n_positions=40)
 
@@ -145,12 +145,28 @@ def test_config_errors():
         LoopedConfig(n_embd=30, n_head=4)
 
 
-def test_keep_pairs_masks():
-    assert keep_pairs(8, 1, "last").tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
-    assert keep_pairs(8, 3, "first").tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
-    assert keep_pairs(8, 0, "first").sum() == 0 and keep_pairs(8, 9, "last").sum() == 8
+def test_context_masks_touch_only_the_context_pairs():
+    # 4 pairs: 3 context pairs (tokens 0-5) and the query pair (tokens 6, 7)
+    assert keep_context(4, 1, "last").tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert keep_context(4, 2, "first").tolist() == [1, 1, 1, 1, 0, 0, 1, 1]
+    assert keep_context(4, 0, "first").tolist() == [0, 0, 0, 0, 0, 0, 1, 1]  # the query is never masked
+    assert keep_context(4, 3, "last").tolist() == [1] * 8  # every context pair kept = unmasked
+    assert keep_context(4, 3, "first", query=False).tolist() == [1, 1, 1, 1, 1, 1, 0, 0]  # the query-only control
     with pytest.raises(ValueError, match="where must be one of"):
-        keep_pairs(8, 1, "middle")
+        keep_context(4, 1, "middle")
+    with pytest.raises(ValueError, match=r"n_kept must be in \[0, 3\]"):
+        keep_context(4, 4, "last")
+
+
+def test_a_full_context_mask_changes_nothing_and_masking_the_query_changes_only_it():
+    torch.manual_seed(0)
+    model = Looped(LoopedConfig(**SMALL, b=3, T=3)).eval()
+    z = prompt(tokens=8)
+    free = model(z, iters=3)
+    torch.testing.assert_close(model(z, iters=3, state_mask=keep_context(4, 3, "first")), free)
+    no_query = model(z, iters=3, state_mask=keep_context(4, 3, "first", query=False))
+    torch.testing.assert_close(no_query[..., :6], free[..., :6])  # causal: positions before the query unchanged
+    assert not torch.allclose(no_query[..., 6], free[..., 6])
 
 
 class Halve(torch.nn.Module):

@@ -119,11 +119,11 @@ def test_surface_paths_agree_on_a_looped_transformer():
     """The fast paths (in-place scratch model, inference mode; vmap over points) give the loop's numbers
     on the model the study uses: a looped transformer with SDPA and its loss window."""
     from lib.models.looped import Looped, LoopedConfig
-    from lib.tasks.regression import make_task
+    from lib.tasks.regression import InContextRegression
 
     torch.manual_seed(0)
     model = Looped(LoopedConfig(d_in=3, n_embd=16, n_head=2, n_positions=12, b=3, T=2))
-    task = make_task("linear", 3, 6, 8)
+    task = InContextRegression.of("linear", 3, 6, 8)
     batch = task.train_batch(8, torch.Generator().manual_seed(0), 0)
     centre = ls.trainable(model)
     d1, d2 = ls.random_directions(centre, k=2)

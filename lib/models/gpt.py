@@ -148,6 +148,10 @@ class GPTBackbone(nn.Module):
             new.append(cache)
         return self.ln_f(h), (pos + n, new)
 
+    def room(self, state: tuple[int, list] | None) -> int:
+        """Positions left before step() runs out of learned position embeddings."""
+        return self.cfg.n_positions - (state[0] if state else 0)
+
 
 @dataclass(frozen=True)
 class ReaderConfig(Config):

@@ -8,12 +8,13 @@ blocks, no MLP, as in Mamba-2). Generation state, one token at a time (`step`):
 
     gpt    the KV cache of every layer                                O(t) per token
     ssd    the recurrent state of every layer (SSM state, conv buffer)  O(1) per token
-    mixer  the token window itself: each new token is written into the fixed window and the
+    mixer  the window of embedded tokens: each new token is written into the fixed window and the
            window is run forward again (the reference's in-place window filling)   O(ctx^2)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -23,12 +24,35 @@ from lib.models.gpt import GPTBackbone, GPTConfig
 from lib.models.masked_mixer import MixerBackbone, MixerConfig
 from lib.models.ssd import SSDBackbone, SSDConfig
 
-ARCHS = ("mixer", "gpt", "ssd")
+
+@dataclass(frozen=True)
+class Arch:
+    """One language-model architecture: its backbone (a lib.contracts.StepBackbone), the backbone's
+    config class, how LMConfig's shared fields map onto that config, and the run-name tag."""
+
+    config: type
+    backbone: type
+    fields: Callable[["LMConfig"], dict]
+    tag: Callable[["LMConfig"], str]
+
+
+# The registry: adding an architecture is one file (its backbone) and one entry here.
+ARCHS: dict[str, Arch] = {
+    "mixer": Arch(MixerConfig, MixerBackbone,
+                  lambda c: dict(n_layer=c.n_layer, d_model=c.d_model, ctx=c.ctx, heads=c.n_head, expand=c.expand),
+                  lambda c: f"-h{c.n_head}" + (f"-e{c.expand}" if c.expand else "")),
+    "gpt": Arch(GPTConfig, GPTBackbone,
+                lambda c: dict(n_layer=c.n_layer, n_embd=c.d_model, n_head=c.n_head, n_positions=c.ctx),
+                lambda c: f"-h{c.n_head}"),
+    "ssd": Arch(SSDConfig, SSDBackbone,
+                lambda c: dict(d_model=c.d_model, n_layer=c.n_layer, d_state=c.d_state, d_head=c.d_head, chunk=c.chunk),
+                lambda c: f"-N{c.d_state}"),
+}
 
 
 @dataclass(frozen=True)
 class LMConfig(Config):
-    arch: str = "mixer"  # one of ARCHS
+    arch: str = "mixer"  # a key of ARCHS
     vocab: int = 4096
     ctx: int = 256  # the longest sequence (the mixer's fixed window; the transformer's positions)
     d_model: int = 128
@@ -42,25 +66,18 @@ class LMConfig(Config):
 
     def __post_init__(self):
         if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {list(ARCHS)}, got {self.arch!r}")
+            raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
         if min(self.vocab, self.ctx, self.d_model, self.n_layer) < 1:
             raise ValueError("vocab, ctx, d_model, n_layer must be >= 1")
         self.backbone()  # validates the backbone's own sizes
 
     def backbone(self) -> Config:
-        if self.arch == "mixer":
-            return MixerConfig(n_layer=self.n_layer, d_model=self.d_model, ctx=self.ctx, heads=self.n_head, expand=self.expand)
-        if self.arch == "gpt":
-            return GPTConfig(n_layer=self.n_layer, n_embd=self.d_model, n_head=self.n_head, n_positions=self.ctx)
-        return SSDConfig(d_model=self.d_model, n_layer=self.n_layer, d_state=self.d_state, d_head=self.d_head, chunk=self.chunk)
+        arch = ARCHS[self.arch]
+        return arch.config(**arch.fields(self))
 
     @property
     def name(self) -> str:
-        extra = {"mixer": f"-h{self.n_head}" + (f"-e{self.expand}" if self.expand else ""), "gpt": f"-h{self.n_head}", "ssd": f"-N{self.d_state}"}
-        return f"{self.arch}-d{self.d_model}-L{self.n_layer}{extra[self.arch]}"
-
-
-BACKBONES = {"mixer": MixerBackbone, "gpt": GPTBackbone, "ssd": SSDBackbone}
+        return f"{self.arch}-d{self.d_model}-L{self.n_layer}{ARCHS[self.arch].tag(self)}"
 
 
 class LanguageModel(nn.Module):
@@ -69,7 +86,7 @@ class LanguageModel(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab, cfg.d_model)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
-        self.backbone = BACKBONES[cfg.arch](cfg.backbone())
+        self.backbone = ARCHS[cfg.arch].backbone(cfg.backbone())
         self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         if cfg.tie:
             self.head.weight = self.embed.weight
@@ -80,18 +97,14 @@ class LanguageModel(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
+    def room(self, state) -> int | None:
+        """Positions the generation state can still take (None: unbounded)."""
+        room = getattr(self.backbone, "room", None)
+        return None if room is None else room(state)
+
     @torch.no_grad()
     def step(self, idx: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
         """Feed new tokens idx (B, n) after `state` (None at the start) -> (logits of the last new
-        token (B, V), new state). Any n for the first call (the prompt); then one token at a time."""
-        arch = self.cfg.arch
-        if arch == "gpt":
-            h, state = self.backbone.step(self.embed(idx), state)
-            return self.head(h[:, -1]), state
-        if arch == "ssd":
-            for t in range(idx.shape[1]):
-                h, state = self.backbone.step(self.embed(idx[:, t]), state)
-            return self.head(h), state
-        window = idx if state is None else torch.cat([state, idx], dim=1)
-        window = window[:, -self.cfg.ctx :]  # the fixed window: the oldest token leaves when it is full
-        return self(window)[:, -1], window
+        token (B, V), new state): the backbone's own step (KV cache, SSM state, mixer window)."""
+        h, state = self.backbone.step(self.embed(idx), state)
+        return self.head(h[:, -1]), state

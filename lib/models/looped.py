@@ -92,16 +92,27 @@ class LoopedConfig(Config):
         return {"layers": self.n_layer, "b": self.b, "T": min(self.T, self.b), "looped": self.looped, "inject": self.inject}
 
 
-def keep_pairs(n_tokens: int, n_pairs: int, where: str) -> torch.Tensor:
-    """(n_tokens,) mask keeping the recurrent state of the first or last `n_pairs` pairs (2 tokens each)."""
+def keep_context(n_pairs: int, n_kept: int, where: str, query: bool = True) -> torch.Tensor:
+    """(2 * n_pairs,) state mask for a prompt of n_pairs pairs whose last pair holds the query x_k.
+
+    Keeps the recurrent state of the first or last `n_kept` of the n_pairs - 1 context pairs
+    (2 tokens each) and zeroes the other context pairs; the query pair's state is always kept
+    (`query=False` masks it instead, with every context pair kept: the "query only" control).
+    The mask touches only what the hypothesis names: context memory, never the query itself.
+    """
     if where not in ("first", "last"):
         raise ValueError(f"where must be one of ['first', 'last'], got {where!r}")
-    mask = torch.zeros(n_tokens)
-    keep = min(2 * n_pairs, n_tokens)
-    if keep:
-        mask[:keep] = 1 if where == "first" else 0
-        if where == "last":
-            mask[n_tokens - keep :] = 1
+    n_context = n_pairs - 1
+    if not 0 <= n_kept <= n_context:
+        raise ValueError(f"n_kept must be in [0, {n_context}] (the context pairs), got {n_kept}")
+    mask = torch.zeros(2 * n_pairs)
+    if not query:
+        mask[: 2 * n_context] = 1
+        return mask
+    kept = range(n_kept) if where == "first" else range(n_context - n_kept, n_context)
+    for i in kept:
+        mask[2 * i : 2 * i + 2] = 1
+    mask[2 * n_context :] = 1  # the query pair
     return mask
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from lib.config import Config
+from lib.models.ssm import CausalConv, RMSNorm, SSMBackbone
 
 
 def scan_ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -70,6 +71,96 @@ def scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 0) -> torch.Tensor:
     return rearrange(h, "q b k ... -> b (k q) ...")[:, :L]
 
 
+def _scan_forward(x, delta, A, B, C):
+    """y (B, L, E) and the states h_t (B, L, E, N); dA = exp(Δ A) computed once, kept for backward."""
+    Bsz, L, E = x.shape
+    u = delta * x  # (B, L, E)
+    dA = torch.exp(delta[..., None] * A)  # (B, L, E, N)
+    h = x.new_zeros(Bsz, E, A.shape[1])
+    hs, ys = [], []
+    for t in range(L):
+        h = dA[:, t] * h + u[:, t, :, None] * B[:, t, None, :]
+        hs.append(h)
+        ys.append((h * C[:, t, None, :]).sum(-1))  # C_t . h_t  (a broadcast beats bmm for these tiny mat-vecs)
+    return torch.stack(ys, dim=1), torch.stack(hs, dim=1), dA
+
+
+def _scan_backward(gy, x, delta, A, B, C, hs, dA):
+    L = x.shape[1]
+    u = delta * x
+    g_h = torch.zeros_like(hs[:, 0])
+    g_u, g_delta, g_B, g_C = [], [], [], []
+    g_A = torch.zeros_like(A)
+    for t in reversed(range(L)):
+        g_C.append((hs[:, t] * gy[:, t, :, None]).sum(1))
+        g_h = g_h + gy[:, t, :, None] * C[:, t, None, :]  # (B, E, N): dLoss/dh_t
+        g_u.append((g_h * B[:, t, None, :]).sum(-1))
+        g_B.append((g_h * u[:, t, :, None]).sum(1))
+        g_dA = g_h * hs[:, t - 1] * dA[:, t] if t > 0 else torch.zeros_like(g_h)  # d/d(ΔA) of exp(ΔA) h_{t-1}
+        g_delta.append((g_dA * A).sum(-1))
+        g_A = g_A + (g_dA * delta[:, t, :, None]).sum(0)
+        g_h = g_h * dA[:, t]  # to h_{t-1}
+    stack = lambda gs: torch.stack(gs[::-1], dim=1)
+    g_u, g_delta = stack(g_u), stack(g_delta)
+    return g_u * delta, g_delta + g_u * x, g_A, stack(g_B), stack(g_C)
+
+
+class SelectiveScan(torch.autograd.Function):
+    """y_t = C_t . h_t with h_t = exp(Δ_t A) * h_{t-1} + (Δ_t x_t) B_t, h_{-1} = 0, stepped in time.
+
+    x, Δ: (B, L, E); A: (E, N); B, C: (B, L, N) -> y (B, L, E). The same numbers as
+    selective_scan_ref, which builds dBx = Δ x B as a (B, L, E, N) tensor and scans it with
+    autograd recording every op; here each step touches only (B, E, N) tensors, and the backward
+    pass is written out (saving h_t and exp(Δ A) only). `compiled=True` runs both passes through
+    torch.compile (one fused loop each). Speed: benchmarks/looped_training.py.
+    """
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C, compiled=False):
+        fwd = _compiled("forward") if compiled else _scan_forward
+        y, hs, dA = fwd(x, delta, A, B, C)
+        ctx.save_for_backward(x, delta, A, B, C, hs, dA)
+        ctx.compiled = compiled
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        bwd = _compiled("backward") if ctx.compiled else _scan_backward
+        return (*bwd(gy.contiguous(), *ctx.saved_tensors), None)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(which: str):
+    if which not in _COMPILED:
+        _COMPILED[which] = torch.compile(_scan_forward if which == "forward" else _scan_backward, dynamic=False)
+    return _COMPILED[which]
+
+
+def selective_scan(x, delta, A, B, C, compiled: bool = False):
+    """The stepped form (SelectiveScan); see selective_scan_ref for the reading of the maths."""
+    return SelectiveScan.apply(x, delta, A, B, C, compiled)
+
+
+def selective_scan_ref(x, delta, A, B, C, chunk: int | None = None):
+    """The paper's discretisation written out: dA = exp(Δ A), dBx = Δ x B as (B, L, E, N) tensors,
+    then the recurrence (sequential scan_ref, or the chunked `scan` when `chunk` is given)."""
+    dA = torch.exp(delta[..., None] * A)  # (B, L, E, N)
+    dBx = (delta * x)[..., None] * B[:, :, None, :]  # (B, L, E, N)
+    h = scan_ref(dA, dBx) if chunk is None else scan(dA, dBx, chunk)
+    return (h @ C[..., None]).squeeze(-1)  # (B, L, E)
+
+
+# The three forms of the selective scan, all exact (tested against each other): (x, Δ, A, B, C, chunk) -> y.
+SCANS = {
+    "fused": lambda x, delta, A, B, C, chunk: selective_scan(x, delta, A, B, C),
+    "compiled": lambda x, delta, A, B, C, chunk: selective_scan(x, delta, A, B, C, compiled=True),
+    "chunked": lambda x, delta, A, B, C, chunk: selective_scan_ref(x, delta, A, B, C, chunk),
+    "sequential": lambda x, delta, A, B, C, chunk: selective_scan_ref(x, delta, A, B, C),
+}
+
+
 @dataclass(frozen=True)
 class MambaConfig(Config):
     d_model: int = 64
@@ -78,14 +169,14 @@ class MambaConfig(Config):
     d_conv: int = 4
     expand: int = 2
     dt_rank: int = 0  # 0: ceil(d_model / 16)
-    scan: str = "chunked"  # 'chunked' (parallel) or 'sequential' (the reference)
+    scan: str = "fused"  # 'fused' (SelectiveScan, per-step), 'chunked' (parallel) or 'sequential' (the reference)
     chunk: int = 0  # 0: about sqrt(L)
 
     def __post_init__(self):
         if min(self.d_model, self.n_layer, self.d_state, self.d_conv, self.expand) < 1 or self.dt_rank < 0 or self.chunk < 0:
             raise ValueError("d_model, n_layer, d_state, d_conv, expand must be >= 1; dt_rank, chunk >= 0")
-        if self.scan not in ("chunked", "sequential"):
-            raise ValueError(f"scan must be one of ['chunked', 'sequential'], got {self.scan!r}")
+        if self.scan not in SCANS:
+            raise ValueError(f"scan must be one of {sorted(SCANS)}, got {self.scan!r}")
 
     @property
     def d_inner(self) -> int:
@@ -94,31 +185,6 @@ class MambaConfig(Config):
     @property
     def rank(self) -> int:
         return self.dt_rank or math.ceil(self.d_model / 16)
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, d: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-
-class CausalConv(nn.Conv1d):
-    """Depthwise causal conv over time on (B, L, C), with a step() over a buffer of the last k-1 inputs."""
-
-    def __init__(self, channels: int, k: int):
-        super().__init__(channels, channels, k, groups=channels, padding=k - 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rearrange(super().forward(rearrange(x, "b l c -> b c l"))[..., : x.shape[1]], "b c l -> b l c")
-
-    def step(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C), buf (B, C, k-1) -> output (B, C), new buffer."""
-        window = torch.cat([buf, x[..., None]], dim=-1)  # (B, C, k)
-        y = (window * rearrange(self.weight, "c 1 k -> c k")).sum(-1) + self.bias
-        return y, window[..., 1:]
 
 
 class MambaMixer(nn.Module):
@@ -150,10 +216,7 @@ class MambaMixer(nn.Module):
         x = F.silu(self.conv1d(x))
         delta, B, C = self._ssm_inputs(x)
         A = -torch.exp(self.A_log.float())  # (E, N)
-        dA = torch.exp(delta[..., None] * A)  # (B, L, E, N)
-        dBx = (delta * x)[..., None] * B[:, :, None, :]  # (B, L, E, N)
-        h = scan(dA, dBx, self.cfg.chunk) if self.cfg.scan == "chunked" else scan_ref(dA, dBx)
-        y = (h @ C[..., None]).squeeze(-1) + self.D * x  # (B, L, E)
+        y = SCANS[self.cfg.scan](x, delta, A, B, C, self.cfg.chunk) + self.D * x  # (B, L, E)
         return self.out_proj(y * F.silu(z))
 
     def step(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None):
@@ -170,35 +233,6 @@ class MambaMixer(nn.Module):
         h = torch.exp(delta[..., None] * A) * h + (delta * x)[..., None] * B[:, None, :]
         y = (h @ C[..., None]).squeeze(-1) + self.D * x
         return self.out_proj(y * F.silu(z)), (h, buf)
-
-
-class SSMBackbone(nn.Module):
-    """(B, L, D) -> (B, L, D): n_layer residual blocks x + mixer(RMSNorm(x)), then RMSNorm.
-
-    No position embeddings: the scan is ordered. `mixer` builds one mixer from the config.
-    """
-
-    def __init__(self, cfg, mixer: type[nn.Module]):
-        super().__init__()
-        self.cfg = cfg
-        self.norms = nn.ModuleList(RMSNorm(cfg.d_model) for _ in range(cfg.n_layer))
-        self.mixers = nn.ModuleList(mixer(cfg) for _ in range(cfg.n_layer))
-        self.norm_f = RMSNorm(cfg.d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for norm, mixer in zip(self.norms, self.mixers):
-            x = x + mixer(norm(x))
-        return self.norm_f(x)
-
-    def step(self, x: torch.Tensor, states: list | None = None) -> tuple[torch.Tensor, list]:
-        """One token x (B, D) through every layer, carrying each layer's state: O(1) per token."""
-        states = states or [None] * len(self.mixers)
-        new = []
-        for norm, mixer, state in zip(self.norms, self.mixers, states):
-            y, state = mixer.step(norm(x), state)
-            x = x + y
-            new.append(state)
-        return self.norm_f(x), new
 
 
 class MambaBackbone(SSMBackbone):

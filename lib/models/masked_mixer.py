@@ -115,3 +115,12 @@ class MixerBackbone(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
+
+    def step(self, h: torch.Tensor, window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """New positions h (B, n, D) after the window of earlier ones (None at the start): the new
+        positions are written into the fixed window (the oldest leave once it holds ctx) and the
+        window is run forward again, the reference's in-place window filling: O(ctx^2) per token.
+        Returns (outputs at the new positions (B, n, D), the new window)."""
+        window = h if window is None else torch.cat([window, h], dim=1)
+        window = window[:, -self.cfg.ctx :]
+        return self(window)[:, -h.shape[1] :], window

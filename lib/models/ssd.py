@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 
 from lib.config import Config
-from lib.models.mamba import CausalConv, RMSNorm, SSMBackbone
+from lib.models.ssm import CausalConv, RMSNorm, SSMBackbone
 
 
 def segsum_unstable(a: torch.Tensor) -> torch.Tensor:

@@ -201,14 +201,22 @@ class Algorithmic:
         x, y = self.heldout.fill(draw, batch_size)
         return Batch(x, y, compute)
 
-    def loss(self, model, batch: Batch) -> torch.Tensor:
-        """Cross-entropy over every target token; (R, B, O, V) logits (several readout steps) are averaged over R."""
+    def loss(self, model, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict]:
+        """Cross-entropy over every target token; (R, B, O, V) logits (several readout steps) are averaged over R.
+
+        With a length curriculum it also returns the batch's token accuracy, which the training loop
+        hands to `after_step` once the step is taken (the loss itself changes nothing)."""
         logits = model(batch.x, **(batch.compute or {}))
         steps = logits if logits.dim() == 4 else logits[None]
         loss = torch.stack([F.cross_entropy(s.flatten(0, 1).float(), batch.y.flatten()) for s in steps]).mean()
+        if self.lengths is None:
+            return loss
+        return loss, {"accuracy": (steps[-1].detach().argmax(-1) == batch.y).float().mean()}
+
+    def after_step(self, stats: dict) -> None:
+        """The curriculum hook: the length curriculum hears the accuracy of the batch just trained on."""
         if self.lengths is not None:
-            self.lengths.update(float((steps[-1].argmax(-1) == batch.y).float().mean()))
-        return loss
+            self.lengths.update(float(stats["accuracy"]))
 
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 500, val: Batch | None = None, **compute) -> dict[str, float]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lib.analysis import stats
 from lib.config import Config
 from lib.curriculum import Ramp
 from lib.models.looped import train_predictions
@@ -112,6 +113,12 @@ class InContextRegression:
         self.val = Batch(tokens(xs, ys), ys, self.d, None)
         self.val_xs = xs
 
+    @classmethod
+    def of(cls, kind: str, n_dims: int, points: int, val_size: int, **extra) -> "InContextRegression":
+        """A task without curricula: d = n_dims active dims, k = points pairs."""
+        cfg = RegressionConfig.load({"kind": kind, "n_dims": n_dims, "val_size": val_size, **extra})
+        return cls(cfg, dims=Ramp(n_dims), points=Ramp(points))
+
     def with_loops(self, loops: Ramp | None) -> "InContextRegression":
         """The same task (same validation prompts) with another loop curriculum."""
         return InContextRegression(self.cfg, self.dims, self.points, loops)
@@ -127,6 +134,12 @@ class InContextRegression:
         (b from the loop curriculum, or the model's own)."""
         preds = train_predictions(model, batch.z, batch.loops)[:, :, 0::2]  # (T, B, k)
         return ((preds.float() - batch.y) ** 2).mean()
+
+    def show(self, n_tokens: int = 3) -> pd.DataFrame:
+        """The first validation prompt's first `n_tokens` pairs as a table (rows x_i, ỹ_i)."""
+        z = self.val.z[0, : 2 * n_tokens]
+        return pd.DataFrame(z.numpy(), index=[f"{'x' if i % 2 == 0 else 'ỹ'}_{i // 2 + 1}" for i in range(len(z))],
+                            columns=[f"dim {j}" for j in range(z.shape[1])]).round(3)
 
     @torch.no_grad()
     def predictions(self, model, iters: int | None = None, keep: int = 1, state_mask=None, batch_size: int = 640) -> torch.Tensor:
@@ -174,26 +187,9 @@ class InContextRegression:
         return pd.DataFrame(rows)
 
 
-def make_task(kind: str, n_dims: int, points: int, val_size: int, dims_ramp: list | None = None,
-              points_ramp: list | None = None, **extra) -> InContextRegression:
-    """A task from flat notebook parameters; a ramp is [start, inc, every] or None (fixed at the end value)."""
-    ramp = lambda end, spec: Ramp(end, *spec) if spec else Ramp(end)
-    cfg = RegressionConfig.load({"kind": kind, "n_dims": n_dims, "val_size": val_size, **extra})
-    return InContextRegression(cfg, dims=ramp(n_dims, dims_ramp), points=ramp(points, points_ramp))
-
-
-def loop_curriculum(task: InContextRegression, loops_ramp: list | None):
-    """model config -> task whose training b grows from T to b by inc every `every` steps ([inc, every]); None: fixed b."""
-    return lambda c: task.with_loops(Ramp(c.b, min(c.T, c.b), *loops_ramp) if loops_ramp and c.b > 1 else None)
-
-
 def bootstrap(err: torch.Tensor, n_boot: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over prompts (dim 0) and a 5-95 % bootstrap band, per column."""
-    e = err.double().numpy()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(e), (n_boot, len(e)))
-    means = e[idx].mean(axis=1)  # (n_boot, k)
-    return e.mean(axis=0), np.quantile(means, 0.05, axis=0), np.quantile(means, 0.95, axis=0)
+    """Mean over prompts (dim 0) and its 95 % bootstrap interval, per column (lib.analysis.stats.bootstrap)."""
+    return stats.bootstrap(err.double().numpy(), axis=0, n_boot=n_boot, seed=seed)
 
 
 def least_squares(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:

@@ -19,11 +19,14 @@ def _finish(ax, xlabel: str, title: str, legend_title: str | None = None) -> Non
     ax.legend(fontsize=6 if legend_title else 7, title=legend_title, title_fontsize=6)
 
 
-def error_vs_k(errors: pd.DataFrame, baselines: pd.DataFrame | None = None, title: str = "") -> Figure:
-    """errors: columns label, k, error (mean over seeds is drawn with a 95 % band); baselines dashed."""
+def error_vs_k(errors: pd.DataFrame | None, baselines: pd.DataFrame | None = None, title: str = "") -> Figure:
+    """errors: columns label, k, error (mean over seeds is drawn with a 95 % band; None: baselines
+    only); baselines dashed."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
-    sns.lineplot(data=errors, x="k", y="error", hue="label", ax=ax, errorbar=("ci", 95))
+    errors = pd.DataFrame(columns=["label", "k", "error"]) if errors is None else errors
+    if len(errors):
+        sns.lineplot(data=errors, x="k", y="error", hue="label", ax=ax, errorbar=("ci", 95), seed=0)
     if baselines is not None:
         for name, g in baselines.groupby("model"):
             ax.plot(g["k"], g["error"], ls="--", lw=1, label=name)
@@ -38,7 +41,7 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
     """errors: columns label, iters, error. `marks`: label -> b (dotted vertical line); `flat`: label -> level."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
-    sns.lineplot(data=errors, x="iters", y="error", hue="label", ax=ax, errorbar=("ci", 95))
+    sns.lineplot(data=errors, x="iters", y="error", hue="label", ax=ax, errorbar=("ci", 95), seed=0)
     palette = dict(zip(errors["label"].unique(), sns.color_palette()))
     for label, b in (marks or {}).items():
         ax.axvline(b, color=palette.get(label, "grey"), ls=":", lw=1)
@@ -56,7 +59,8 @@ def error_vs_masking(df: pd.DataFrame, title: str = "") -> Figure:
     fig = Figure(figsize=(6 * len(wheres), 4.2))
     axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
     for ax, where in zip(axes, wheres):
-        sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax, errorbar=("ci", 95))
+        sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax,
+                     errorbar=("ci", 95), seed=0)
         _finish(ax, f"pairs whose state is kept ({where} N)", f"state kept for the {where} N pairs only", "model / loops÷b")
     fig.suptitle(title or "Masking the recurrent state at evaluation")
     fig.tight_layout()

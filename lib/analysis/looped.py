@@ -1,0 +1,110 @@
+"""Verdicts for the looped family, with their thresholds named in one place.
+
+Error is SE / E[y^2] at the last position (predicting 0 scores ~1). A model "learned" when its
+error at b is at most LEARNED_MAX (on every seed's mean); only those get a stability verdict.
+Stability past b is the ratio (worst error over b < iterations <= factor * b) / (error at b), per
+seed, with a seed interval: 'stays flat' when the whole interval is at most FLAT_MAX, 'diverges'
+when the whole interval is above DIVERGES_MIN, 'drifts' otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lib.analysis.stats import seed_interval
+
+LEARNED_MAX = 0.2  # error at b at or below this: the model learned the task
+FLAT_MAX = 1.25  # ratio interval wholly <= this: stays flat past b
+DIVERGES_MIN = 2.0  # ratio interval wholly > this: diverges past b
+CONVERGED_TARGET = 0.03  # issue 13's target for standard TFs and looped b >= 10
+
+
+def stability_table(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
+    """One row per run from an error table (columns run, seed, b, iters, k, error, looped, ...):
+    error at b, worst past b and their ratio, each as mean [95 % seed interval], learned, verdict."""
+    last = errors[errors["k"] == k]
+    rows = []
+    for key, g in last.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        b = int(g["b"].iloc[0])
+        per_seed = g.groupby(["seed", "iters"])["error"].mean().unstack()  # seed x iters
+        at_b = per_seed[b]
+        past = per_seed.loc[:, per_seed.columns > b]
+        worst = past.max(axis=1) if past.shape[1] else at_b * np.nan
+        e, w, r = seed_interval(at_b), seed_interval(worst), seed_interval(worst / at_b)
+        learned = bool((at_b <= LEARNED_MAX).all())
+        rows.append({**dict(zip(by, key)), "b": b, "seeds": len(at_b), "error at b": e[0], "error lo": e[1], "error hi": e[2],
+                     "worst past b": w[0], "ratio": r[0], "ratio lo": r[1], "ratio hi": r[2],
+                     "iters max": int(per_seed.columns.max()), "learned": learned,
+                     "verdict": stability_verdict((r[0], r[1], r[2]), learned, looped=b > 1)})
+    return pd.DataFrame(rows)
+
+
+def stability_verdict(ratio: tuple[float, float, float], learned: bool, looped: bool = True) -> str:
+    if not looped:
+        return "not looped"
+    if not learned:
+        return "did not learn"
+    mean, lo, hi = ratio
+    if np.isnan(mean):
+        return "untested"
+    if hi <= FLAT_MAX:
+        return "stays flat"
+    if lo > DIVERGES_MIN:
+        return "diverges"
+    return "drifts"
+
+
+def reference_word(ours: str, reference: str) -> str:
+    """'reproduced' when our verdict is the reference's, 'untested' when ours cannot be judged,
+    'contradicted' otherwise."""
+    if ours in ("did not learn", "untested"):
+        return "untested"
+    return "reproduced" if ours == reference else "contradicted"
+
+
+def plateau_end(history: pd.DataFrame, level: float = 0.5, metric: str = "val_error") -> pd.Series:
+    """Per (run, seed): the first evaluated step with `metric` below `level` (NaN if never)."""
+    below = history[history[metric] < level]
+    first = below.groupby(["run", "seed"])["step"].min()
+    return first.reindex(pd.MultiIndex.from_frame(history[["run", "seed"]].drop_duplicates()))
+
+
+def learned_line(stab: pd.DataFrame, steps: int) -> str:
+    """A finding line on which runs learned (error at b <= LEARNED_MAX on every seed)."""
+    if stab["learned"].all():
+        return f"- Every model learned the task (error at b ≤ {LEARNED_MAX} on every seed)."
+    bad = ", ".join(f"`{r}`" for r in stab.loc[~stab["learned"], "run"])
+    if not stab["learned"].any():
+        return (f"- **No model learned the task** (error at b ≤ {LEARNED_MAX}) within {steps} steps: "
+                "every comparison below is between unlearned models and says nothing about the reference.")
+    return f"- Did not learn (error at b > {LEARNED_MAX} on some seed; no stability verdict): {bad}."
+
+
+def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET) -> str:
+    """Issue 13's convergence target: every standard TF and every looped model with b >= 10 at
+    error <= target at b (mean over seeds)."""
+    held = stab[(stab["b"] == 1) | (stab["b"] >= 10)]
+    if not len(held):
+        return "- Convergence target (error ≤ 0.03 for standard TFs and looped b ≥ 10): no such model in this sweep."
+    met = held[held["error at b"] <= target]
+    missed = held[held["error at b"] > target]
+    text = f"- Convergence target (error at b ≤ {target} for standard TFs and looped b ≥ 10): met by {len(met)}/{len(held)}"
+    if len(missed):
+        text += " — missed by " + ", ".join(f"`{r.run}` ({r['error at b']:.3g})" for _, r in missed.iterrows())
+    return text + "."
+
+
+RISE = 1.5  # a rise of the error by this factor after its minimum, as N grows, makes a curve non-monotone
+
+
+def curve_shape(n: pd.Series, error: pd.Series) -> dict:
+    """Shape of an error-vs-N curve: the minimum's N and value, the largest later rise (ratio of a
+    later error to the running minimum), and 'monotone' / 'non-monotone' by RISE."""
+    order = np.argsort(n.to_numpy())
+    n, e = n.to_numpy()[order], error.to_numpy()[order]
+    running = np.minimum.accumulate(e)
+    rises = e / running
+    i = int(np.argmax(rises))
+    return {"N at min": int(n[int(np.argmin(e))]), "min error": float(e.min()), "largest rise": float(rises.max()),
+            "rise at N": int(n[i]), "shape": "non-monotone" if rises.max() >= RISE else "monotone"}

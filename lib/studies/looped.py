@@ -1,0 +1,245 @@
+"""The looped family's wiring: in-context regression trained with looped or standard bodies.
+
+Five notebooks (looped_vs_standard, n_token_masking, looped_n_layers, learnable_loop_lr,
+mamba_vs_looped_tf) and the loss-surface study train on one task with one set of training
+settings, so a model trained by one is loaded by the others from checkpoints/looped/. Those shared
+keys are `Settings` (declared once here; a notebook names this class in its metadata, and its
+configs start from configs/looped/<profile>.yml through `base:`):
+
+    study = looped.train(globals(), sweep, seeds)      # task, configs, history, models
+    errors = looped.error_table(study, iters_factor)    # error per iteration count and k, per run/seed
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lib.config import Config
+from lib.curriculum import Ramp
+from lib.models.looped import Looped, LoopedConfig
+from lib.studies import Study, eval_every, from_namespace
+from lib.sweep import train_sweep
+from lib.tasks.regression import InContextRegression, RegressionConfig
+
+STUDY = "looped"  # the checkpoint folder every looped study shares
+
+
+@dataclass(frozen=True)
+class Settings(Config):
+    """The looped family's shared keys. Small CPU defaults; the profiles are configs/looped/*.yml."""
+
+    # task: in-context regression (student report: linear, d = 10, k = 31 pairs, no curriculum)
+    kind: str = "linear"
+    n_dims: int = 4
+    points: int = 12
+    dims_ramp: list | None = None  # [start, inc, every] (paper: [5, 1, 5000])
+    points_ramp: list | None = None  # [start, inc, every] (paper: [11, 2, 5000])
+    loops_ramp: list | None = None  # [inc, every]: training b grows from T by inc every `every` steps (paper: [2, 500])
+    val_size: int = 256
+    # model width (LoopedConfig); d_state / d_head for the state-space bodies
+    n_embd: int = 32
+    n_head: int = 2
+    d_state: int = 16
+    d_head: int = 16
+    # training (student report: Adam 1e-4, batch 64, no schedule, 15-20k steps); steps is the cap
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+    evals: int = 4  # evaluations per run (at most steps // evals apart)
+    converge_metric: str | None = None  # e.g. "val_error": stop a run once it no longer improves
+    converge_window: int = 5
+    converge_tol: float = 0.01
+    min_steps: int = 0
+    max_minutes: float | None = None
+    snapshot_every: int = 0  # keep weight snapshots every N steps (for the loss-surface study)
+    # how to run (not part of a run's identity)
+    device: str = "auto"
+    compile: bool = False
+    workers: int = 1  # CPU processes that train missing runs side by side
+
+    def __post_init__(self):
+        RegressionConfig(kind=self.kind, n_dims=self.n_dims, val_size=self.val_size)  # validates kind, sizes
+        if self.points < 1 or self.evals < 1 or self.workers < 1:
+            raise ValueError(f"points, evals, workers must be >= 1, got {self.points}, {self.evals}, {self.workers}")
+        self.train_config()  # validates the training keys
+
+    def train_config(self) -> dict:
+        """The TrainConfig keys of every run (seed aside)."""
+        from lib.train import TrainConfig
+
+        keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        cfg = {k: v for k, v in dataclasses.asdict(self).items() if k in keys}
+        cfg["eval_every"] = eval_every(self.steps, self.evals)
+        TrainConfig.load(cfg, where="looped settings")
+        return cfg
+
+
+# The settings that do not change what a run learns (so every profile of the family may differ in them).
+NOT_IDENTITY = ("device", "compile", "workers", "evals_for_report")
+
+
+def settings(ns: dict, **override) -> Settings:
+    """The family's settings from a notebook's namespace (its parameters and papermill's)."""
+    s = from_namespace(Settings, ns)
+    return dataclasses.replace(s, **override) if override else s
+
+
+def make_task(s: Settings, kind: str | None = None, points: int | None = None) -> InContextRegression:
+    """The task of these settings (optionally another kind or number of pairs)."""
+    ramp = lambda end, spec: Ramp(end, *spec) if spec else Ramp(end)
+    k = s.points if points is None else points
+    cfg = RegressionConfig.load({"kind": kind or s.kind, "n_dims": s.n_dims, "val_size": s.val_size})
+    return InContextRegression(cfg, dims=ramp(s.n_dims, s.dims_ramp), points=ramp(k, s.points_ramp if points is None else None))
+
+
+def model_configs(s: Settings, sweep, points: int | None = None) -> list[LoopedConfig]:
+    return LoopedConfig.sweep(sweep, d_in=s.n_dims, n_embd=s.n_embd, n_head=s.n_head, n_positions=2 * (points or s.points),
+                              d_state=s.d_state, d_head=s.d_head)
+
+
+def loop_curriculum(task: InContextRegression, loops_ramp: list | None):
+    """model config -> task whose training b grows from T to b by inc every `every` steps ([inc, every]); None: fixed b."""
+    return lambda c: task.with_loops(Ramp(c.b, min(c.T, c.b), *loops_ramp) if loops_ramp and c.b > 1 else None)
+
+
+def columns(c: LoopedConfig) -> dict:
+    return {**c.columns(), "body": c.body}
+
+
+def train(ns: dict | Settings, sweep, seeds: list[int], *, kind: str | None = None, points: int | None = None,
+          plain_seeds: list[int] | None = None) -> Study:
+    """Train (or load) every model of `sweep` x `seeds` on the family's task.
+
+    `plain_seeds` (if given) replaces `seeds` for the non-looped models; `kind` / `points` train on
+    another task of the family (e.g. noisy regression, or more pairs for the masking study).
+    """
+    s = ns if isinstance(ns, Settings) else settings(ns)
+    task = make_task(s, kind, points)
+    configs = model_configs(s, sweep, points)
+    tcfg = s.train_config()
+    histories, models = [], {}
+    groups = [(configs, seeds)] if plain_seeds is None else [([c for c in configs if c.looped], seeds),
+                                                              ([c for c in configs if not c.looped], plain_seeds)]
+    for group, group_seeds in groups:
+        if group:
+            h, m = train_sweep(Looped, group, task_for=loop_curriculum(task, s.loops_ramp), train_cfg=tcfg, seeds=group_seeds,
+                               study=STUDY, columns=columns, workers=s.workers)
+            histories.append(h.assign(kind=task.cfg.kind))
+            models.update(m)
+    return Study(task, configs, pd.concat(histories, ignore_index=True), models, tcfg, list(seeds))
+
+
+def seeds_of(study: Study, c: LoopedConfig) -> list[int]:
+    return sorted(s for (name, s) in study.models if name == c.name)
+
+
+def error_table(study: Study, iters_factor: int, every: int = 1) -> pd.DataFrame:
+    """Errors of every run and seed at iterations 1..iters_factor*b (1 for a standard model), every k."""
+    task = study.task
+    return pd.concat([
+        task.error_table(study.models[c.name, s], iters=iters_factor * c.b if c.looped else 1, every=every)
+        .assign(run=c.name, label=c.name, seed=s, d=task.d, kind=task.cfg.kind, params=study.models[c.name, s].n_params(),
+                **columns(c))
+        for c in study.configs for s in seeds_of(study, c)], ignore_index=True)
+
+
+def run_table(study: Study) -> pd.DataFrame:
+    """The model table every report shows: per run, parameters, seeds, steps (mean, min-max over
+    seeds), how the runs stopped, training minutes and samples/s (means over seeds)."""
+    fin = study.history.sort_values("step").groupby(["run", "seed"]).tail(1)
+    rows = []
+    for c in study.configs:
+        f = fin[fin.run == c.name]
+        rows.append({"run": c.name, **c.columns(), "params": int(f["params"].iloc[0]), "seeds": len(f),
+                     "steps": f"{f['step'].mean():.0f} ({f['step'].min()}–{f['step'].max()})",
+                     "stop_reason": ", ".join(f"{k} ×{v}" for k, v in f["stop_reason"].value_counts().items()),
+                     "train_minutes": f["train_minutes"].mean(), "samples_per_s": f["samples_per_s"].mean()})
+    return pd.DataFrame(rows)
+
+
+def masking_errors(study: Study, wheres=("first", "last"), multiples=(1, 2, 3), n_step: int = 1) -> pd.DataFrame:
+    """Error at the last position with the recurrent state masked at evaluation (lib.models.looped
+    .keep_context): for every looped run, seed, mask side and number N of context pairs kept
+    (0, n_step, ..., k - 1; the query pair always kept), at iterations m * b for m in `multiples`.
+    Adds the control rows where = 'query only' (every context pair kept, the query's state masked)."""
+    from lib.models.looped import keep_context
+
+    task = study.task
+    k = task.k
+    masks = [(w, n, keep_context(k, n, w)) for w in wheres for n in sorted({*range(0, k, n_step), k - 1})]
+    masks.append(("query only", k - 1, keep_context(k, k - 1, "first", query=False)))
+    rows = []
+    for c in study.configs:
+        if not c.looped:
+            continue
+        iters = max(multiples) * c.b
+        for s in seeds_of(study, c):
+            model = study.models[c.name, s]
+            for where, n, mask in masks:
+                err = task.errors(task.predictions(model, iters=iters, keep=iters, state_mask=mask))[:, :, -1]  # (iters, val)
+                rows += [{"run": c.name, "label": c.name, "seed": s, **c.columns(), "where": where, "n_pairs": n, "multiple": m,
+                          "iters": m * c.b, "error": float(err[m * c.b - 1].mean())} for m in multiples]
+    return pd.DataFrame(rows)
+
+
+# The notebooks whose runs live in checkpoints/looped/ (loss_surface loads them too).
+FAMILY = ("looped_vs_standard", "n_token_masking", "looped_n_layers", "learnable_loop_lr", "mamba_vs_looped_tf", "loss_surface")
+
+
+def family_runs(profile: str) -> list:
+    """Every (model config, task, TrainConfig) the family's notebooks need at `profile`, once each."""
+    import copy
+
+    from lib.notebooks import profile_parameters
+    from lib.sweep import checkpoint_for
+    from lib.train import TrainConfig
+
+    runs, seen = [], set()
+    for nb in FAMILY:
+        p = profile_parameters(nb, profile)
+        s = settings(p)
+        points = p.get("mask_points")
+        for kind in p.get("kinds", [s.kind]):
+            task = make_task(s, kind, points)
+            for c in model_configs(s, p["sweep"], points):
+                seeds = p["seeds"] if c.looped or not p.get("plain_seeds") else p["plain_seeds"]
+                for seed in seeds:
+                    run = (c, copy.deepcopy(loop_curriculum(task, s.loops_ramp)(c)), TrainConfig.load({**s.train_config(), "seed": seed}))
+                    key = checkpoint_for(STUDY, *run)
+                    if key not in seen:
+                        seen.add(key)
+                        runs.append(run)
+    return runs
+
+
+def cost(c: LoopedConfig) -> float:
+    """A rough relative cost of one training step (for ordering work: longest first)."""
+    body = {"gpt": 1.0, "mamba": 2.5, "ssd": 1.7}[c.body]
+    grad_iters = min(c.T, c.b)
+    return body * c.n_layer * (grad_iters + (c.b - grad_iters) / 3) * c.n_positions
+
+
+def train_family(profile: str, workers: int = 2) -> list[str]:
+    """Train every missing run of the family at `profile` in `workers` processes, longest first:
+    the notebooks then load them. `python -m lib.studies.looped cpu --workers 2`."""
+    from lib.sweep import train_missing
+
+    runs = family_runs(profile)
+    print(f"{len(runs)} runs in the looped family at profile {profile!r}")
+    return train_missing(Looped, runs, STUDY, workers, cost=cost)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lib.studies.looped", description=train_family.__doc__.splitlines()[0])
+    ap.add_argument("profile")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    train_family(args.profile, args.workers)
