@@ -4,7 +4,7 @@
 
 Model: a looped transformer (1 layer, width --width, 4 heads, b = --b, loss window T = b) on
 in-context linear regression with d = 10 and 31 pairs; one fixed batch of 64 prompts (the
-reference's surface setting). Rows (lib.viz.loss_surface.surface, path=...):
+reference's surface setting). Rows (lib.analysis.loss_surface.surface, path=...):
   loop             functional_call at every grid point (the reference form)
   inplace          a scratch copy of the model, weights overwritten in place, inference mode
   inplace+compile  the same, the loop body compiled once with torch.compile (weights change in
@@ -28,7 +28,7 @@ import torch
 from lib import device as devices
 from lib.models.looped import Looped, LoopedConfig
 from lib.tasks.regression import InContextRegression
-from lib.viz import loss_surface as ls
+from lib.analysis import loss_surface as ls
 
 
 def main() -> None:

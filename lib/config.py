@@ -184,3 +184,14 @@ def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, whe
         tp = float if isinstance(default, float) else type(default)
         if not matches(value, tp):
             raise ConfigError(f"{where}: {key} = {value!r} is {type(value).__name__}; expected {tp.__name__} like the default {default!r}")
+
+
+class OneLineParser(__import__("argparse").ArgumentParser):
+    """argparse that reports a bad command line as one line ("error: ...", exit 2), without the
+    usage block, like every other input error of the project (--help still prints the usage)."""
+
+    def error(self, message: str):
+        import sys
+
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)

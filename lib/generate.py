@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from lib.config import OneLineParser
+
 METHODS = ("greedy", "top_k", "top_p")
 
 
@@ -83,40 +85,76 @@ def _import(path: str):
 
 
 def load(checkpoint: str | Path, device: str = "cpu"):
-    """(model, tokenizer) from a checkpoint written by lib.train for a language-modelling task."""
-    from lib.data.text import tokenizer_from_json
+    """(model, tokenizer) from a checkpoint written by lib.train for a language-modelling task.
+
+    Loaded with weights_only=True (lib.train.load_checkpoint): a checkpoint holds tensors, plain
+    containers and strings only, so a file from an untrusted source cannot run code. The model
+    class must be one of this package's (lib.models.*)."""
+    from lib.data.tokenizers import tokenizer_from_json
+    from lib.train import load_checkpoint
 
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = load_checkpoint(path, map_location=device)
     meta = saved.get("task_meta") or {}
     if "tokenizer" not in meta or not saved.get("model_class"):
         raise ValueError(f"{path} is not a language-model checkpoint (no tokenizer or model class saved in it)")
+    if not all(str(saved.get(k, "")).startswith("lib.models.") for k in ("model_class", "model_config_class")):
+        raise ValueError(f"{path}: model class {saved.get('model_class')!r} is not one of lib.models; refusing to import it")
     cfg = _import(saved["model_config_class"]).load(saved["config"]["model"])
     model = _import(saved["model_class"])(cfg)
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), tokenizer_from_json(meta["tokenizer"])
 
 
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {v}")
+        return v
+    return parse
+
+
+def _float_in(name: str, lo: float, hi: float, lo_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (lo < v <= hi if lo_open else lo <= v <= hi) or v != v:
+            raise argparse.ArgumentTypeError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+        return v
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.generate", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="python -m lib.generate", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, nargs="+", help="a checkpoint; given several (a glob), the newest is used")
     ap.add_argument("--prompt", default="Once upon a time")
     ap.add_argument("--method", choices=METHODS, default="top_p")
-    ap.add_argument("--top-k", type=int, default=40)
-    ap.add_argument("--top-p", type=float, default=0.9)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--max-new-tokens", type=int, default=120)
+    ap.add_argument("--top-k", type=_positive_int("--top-k"), default=40)
+    ap.add_argument("--top-p", type=_float_in("--top-p", 0.0, 1.0), default=0.9)
+    ap.add_argument("--temperature", type=_float_in("--temperature", 0.0, float("inf")), default=1.0)
+    ap.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cache", action="store_true")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(argv)  # a bad option: argparse prints one usage line and the error, exit 2
+    if not args.prompt:
+        print("error: --prompt must not be empty (the model needs at least one token to continue)", file=sys.stderr)
+        return 2
     path = max(args.checkpoint, key=lambda p: Path(p).stat().st_mtime if Path(p).exists() else -1)
     if len(args.checkpoint) > 1:
         print(f"using the newest of {len(args.checkpoint)} checkpoints: {path}", file=sys.stderr)
+    from lib.train import CheckpointError
+
     try:
         model, tok = load(path)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ids = generate(model, tok.encode(args.prompt), args.max_new_tokens, method=args.method, top_k=args.top_k, top_p=args.top_p,

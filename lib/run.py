@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 from lib import provenance
-from lib.config import ConfigError, read_config
+from lib.config import ConfigError, OneLineParser, read_config
 from lib.notebooks import notebook_path, parameters_of, validate
 from lib.paths import IMAGES, NOTEBOOKS, REPORTS, ROOT, git_revision
 from lib.report import OUT_ENV
@@ -210,7 +210,7 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.run", description="Run a notebook with a config and render its report.")
+    ap = OneLineParser(prog="python -m lib.run", description="Run a notebook with a config and render its report.")
     ap.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
     ap.add_argument("--config", required=True, type=Path, help="YAML of notebook parameters; its file name is the profile")
     ap.add_argument("--show-code", action="store_true", help="include code cells in the report")

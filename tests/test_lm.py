@@ -4,8 +4,9 @@ import json
 import pytest
 import torch
 
-from lib.data.text import (ByteTokenizer, BPETokenizer, LMTask, TextConfig, load_tinystories, split_documents, stories,
-                           tokenizer_from_json, unigram_entropy, word_counts)
+from lib.data.corpus import load_tinystories, stories, word_counts
+from lib.data.tokenizers import BPETokenizer, ByteTokenizer, tokenizer_from_json
+from lib.tasks.lm import LMTask, TextConfig, split_documents, unigram_entropy
 from lib.generate import generate, load, main, pick_next
 from lib.models.lm import LanguageModel, LMConfig
 from lib.train import TrainConfig, train

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lib.viz import loss_surface as ls
+from lib.analysis import loss_surface as ls
 
 
 def tiny_mlp():
@@ -113,6 +113,18 @@ def test_summary_on_a_bowl():
     assert s["centre_loss"] == 1 and s["min_loss"] == 1
     assert s["basin_fraction"] == pytest.approx(((a**2 + b**2) < 1).mean())
     assert s["eps_sharpness"] == pytest.approx(0.25, abs=0.01) and s["lambda_1"] == 2.0
+    # scale-free: the same bowl with 10x the loss has the same relative numbers
+    s10 = ls.summary(df.assign(loss=10 * df["loss"]), radius=0.5, eigenvalues=[20.0, 20.0])
+    for k in ("rel_sharpness", "basin_fraction", "rel_lambda_1"):
+        assert s10[k] == pytest.approx(s[k])
+
+
+def test_trajectory_grid_spans_the_trajectory_and_holds_the_centre():
+    coords = np.array([[-3.0, 5.0], [-1.0, 2.0], [0.2, 0.1]])
+    a, b = ls.trajectory_grid(coords, resolution=11, margin=0.25)
+    assert 0.0 in a and 0.0 in b
+    assert a.min() < -3.0 and a.max() > 0.2 and b.min() < 0.0 and b.max() > 5.0
+    assert a.max() - a.min() == pytest.approx(1.5 * 3.2) and b.max() - b.min() == pytest.approx(1.5 * 5.0)
 
 
 def test_surface_paths_agree_on_a_looped_transformer():

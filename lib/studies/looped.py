@@ -132,7 +132,8 @@ def train(ns: dict | Settings, sweep, seeds: list[int], *, kind: str | None = No
                                study=STUDY, columns=columns, workers=s.workers)
             histories.append(h.assign(kind=task.cfg.kind))
             models.update(m)
-    return Study(task, configs, pd.concat(histories, ignore_index=True), models, tcfg, list(seeds))
+    return Study(task, configs, pd.concat(histories, ignore_index=True), models, tcfg, list(seeds),
+                 task_for=loop_curriculum(task, s.loops_ramp))
 
 
 def seeds_of(study: Study, c: LoopedConfig) -> list[int]:
@@ -243,3 +244,29 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     train_family(args.profile, args.workers)
+
+
+def surface_batch(task: InContextRegression, n: int, device, seed: int = 4242):
+    """One fixed batch of `n` fresh prompts (the loss-surface study's), on `device`."""
+    import torch
+
+    from lib.tasks.regression import Batch, sample_xy, tokens
+
+    xs, ys = sample_xy(task.cfg, n, task.k, task.d, torch.Generator().manual_seed(seed))
+    return Batch(tokens(xs, ys).to(device), ys.to(device), task.d, None)
+
+
+def surface_loss(model, batch):
+    """The validation loss's definition (task.evaluate's val_loss) on one batch: MSE of the
+    predictions at every x position after the model's own b iterations."""
+    preds = model(batch.z)[0][:, 0::2]  # (B, k)
+    return ((preds.float() - batch.y) ** 2).mean()
+
+
+def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
+    """The weight snapshots a run kept during training (TrainConfig.snapshot_every), oldest first."""
+    from lib.sweep import checkpoint_for
+    from lib.train import TrainConfig, load_snapshots
+
+    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**study.train, "seed": seed}))
+    return load_snapshots(path) if path.exists() else []

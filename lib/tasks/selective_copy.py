@@ -202,22 +202,3 @@ def reference_table():
             "train_minutes": minutes, "samples_per_s": sps,
         })
     return pd.DataFrame(rows)
-
-
-def study_runs(p: dict) -> tuple[SelectiveCopy, list, dict]:
-    """The selective-copy study's task, model configs and training settings from the notebook
-    parameters `p` (a dict holding at least the selective_copy notebook's parameter names).
-
-    One function, so the selective_copy notebook and any study that reuses its checkpoints (the
-    loss-surface study) build identical runs, hence identical checkpoint keys.
-    """
-    import math
-
-    from lib.models.conv_text import ConvTextConfig
-
-    task = SelectiveCopy(SelectiveCopyConfig(n_items=p["n_items"], area=p["area"], val_size=p["val_size"]))
-    runs = ConvTextConfig.sweep(p["sweep"], channels=p["channels"])
-    steps = math.ceil(p["samples"] / p["batch_size"])
-    tcfg = dict(steps=steps, batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
-                grad_clip=p["grad_clip"], eval_every=max(1, steps // p["evals"]), device=p["device"], compile=p["compile"])
-    return task, runs, tcfg
