@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lib.tasks.selective_copy import MASK, Batch, SelectiveCopy, SelectiveCopyConfig, decode, sample
+from lib.tasks.selective_copy import MASK, CopyBatch, SelectiveCopy, SelectiveCopyConfig, decode, sample
 
 
 def answer_oracle(area: str, blank: str) -> str:

@@ -90,7 +90,7 @@ class AlgorithmicConfig(Config):
         return self.length if self.task in COPY_FAMILY else 2 * self.digits + 4
 
 
-class Batch(NamedTuple):
+class AlgoBatch(NamedTuple):
     x: torch.Tensor  # (B, in_len) token ids
     y: torch.Tensor  # (B, out_len) token ids (PAD past the answer)
     compute: dict | None = None  # keyword arguments for the model (e.g. n_latent, n_step drawn per batch)
@@ -128,14 +128,14 @@ def blank_prefix(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(torch.arange(L) < (L - keep)[:, None], 0)
 
 
-def sample_copy(cfg: AlgorithmicConfig, n: int, gen: torch.Generator, keep: torch.Tensor | None = None) -> Batch:
+def sample_copy(cfg: AlgorithmicConfig, n: int, gen: torch.Generator, keep: torch.Tensor | None = None) -> AlgoBatch:
     x = torch.randint(1, cfg.V, (n, cfg.length), generator=gen)
     if keep is not None:
         x = blank_prefix(x, keep)
-    return Batch(x, targets(cfg.task, x, cfg.V))
+    return AlgoBatch(x, targets(cfg.task, x, cfg.V))
 
 
-def encode_addition(cfg: AlgorithmicConfig, a: torch.Tensor, b: torch.Tensor) -> Batch:
+def encode_addition(cfg: AlgorithmicConfig, a: torch.Tensor, b: torch.Tensor) -> AlgoBatch:
     """Operand pairs (n,) -> tokens, left-padded inputs and right-padded targets."""
     xs, ys = [], []
     for ai, bi in zip(a.tolist(), b.tolist()):
@@ -143,7 +143,7 @@ def encode_addition(cfg: AlgorithmicConfig, a: torch.Tensor, b: torch.Tensor) ->
         xs.append([cfg.PAD] * (cfg.in_len - len(tokens)) + tokens)
         out = to_digits(ai + bi, cfg.base)
         ys.append(out + [cfg.PAD] * (cfg.out_len - len(out)))
-    return Batch(torch.tensor(xs), torch.tensor(ys))
+    return AlgoBatch(torch.tensor(xs), torch.tensor(ys))
 
 
 def decode_number(digits: list[int], cfg: AlgorithmicConfig) -> int:
@@ -187,7 +187,7 @@ class Algorithmic:
         if self.lengths is not None and state.get("lengths"):
             vars(self.lengths).update(state["lengths"])
 
-    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> Batch:
+    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> AlgoBatch:
         cfg = self.cfg
         compute = self.compute.draw(gen) if self.compute else None
         if cfg.task == "addition":
@@ -199,9 +199,9 @@ class Algorithmic:
             return encode_addition(cfg, pairs // cfg.limit, pairs % cfg.limit)._replace(compute=compute)
         draw = lambda m: sample_copy(cfg, m, gen, self.lengths.keep(m, gen) if self.lengths else None)[:2]
         x, y = self.heldout.fill(draw, batch_size)
-        return Batch(x, y, compute)
+        return AlgoBatch(x, y, compute)
 
-    def loss(self, model, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict]:
+    def loss(self, model, batch: AlgoBatch) -> torch.Tensor | tuple[torch.Tensor, dict]:
         """Cross-entropy over every target token; (R, B, O, V) logits (several readout steps) are averaged over R.
 
         With a length curriculum it also returns the batch's token accuracy, which the training loop
@@ -219,7 +219,7 @@ class Algorithmic:
             self.lengths.update(float(stats["accuracy"]))
 
     @torch.no_grad()
-    def evaluate(self, model, batch_size: int = 500, val: Batch | None = None, **compute) -> dict[str, float]:
+    def evaluate(self, model, batch_size: int = 500, val: AlgoBatch | None = None, **compute) -> dict[str, float]:
         """Per-token accuracy and exact match (every target token right) on the held-out set (or `val`)."""
         val = self.val if val is None else val
         device = next(model.parameters()).device
@@ -233,6 +233,6 @@ class Algorithmic:
         n = len(val.x)
         return {"val_token_acc": right / (n * self.cfg.out_len), "val_exact": exact / n}
 
-    def at_length(self, keep: int, n: int = 500, seed: int = 99) -> Batch:
+    def at_length(self, keep: int, n: int = 500, seed: int = 99) -> AlgoBatch:
         """A fixed evaluation set of copy-family samples whose last `keep` positions are kept."""
         return sample_copy(self.cfg, n, torch.Generator().manual_seed(seed + keep), torch.full((n,), keep))

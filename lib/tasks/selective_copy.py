@@ -57,12 +57,12 @@ class SelectiveCopyConfig(Config):
         return self.area + len(self.delimiter) + self.n_items
 
 
-class Batch(NamedTuple):
+class CopyBatch(NamedTuple):
     x: torch.Tensor  # (B, T) uint8->long byte ids, answer masked with MASK
     y: torch.Tensor  # (B, T) the unmasked sample
 
 
-def sample(cfg: SelectiveCopyConfig, n: int, *, gen: torch.Generator) -> Batch:
+def sample(cfg: SelectiveCopyConfig, n: int, *, gen: torch.Generator) -> CopyBatch:
     """n fresh samples. Letters go to distinct uniform cells; the answer lists them left to right."""
     alphabet = torch.tensor(list(cfg.alphabet.encode()), dtype=torch.long)
     cells = torch.rand(n, cfg.area, generator=gen).argsort(dim=1)[:, : cfg.n_items]  # (n, k) distinct cells
@@ -73,7 +73,7 @@ def sample(cfg: SelectiveCopyConfig, n: int, *, gen: torch.Generator) -> Batch:
     y = torch.cat([area, delim, answer], dim=1)  # (n, T)
     x = y.clone()
     x[:, -cfg.n_items :] = MASK
-    return Batch(x, y)
+    return CopyBatch(x, y)
 
 
 def decode(ids: torch.Tensor | list[int], mask_char: str = "\u25a1") -> str:
@@ -98,17 +98,17 @@ class SelectiveCopy:
         """Training samples dropped because they equal a validation sample."""
         return self.heldout.skipped
 
-    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> Batch:
+    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> CopyBatch:
         """A training batch with every validation sample filtered out (re-drawn until full)."""
-        return Batch(*self.heldout.fill(lambda m: sample(self.cfg, m, gen=gen), batch_size, key=1))
+        return CopyBatch(*self.heldout.fill(lambda m: sample(self.cfg, m, gen=gen), batch_size, key=1))
 
     @staticmethod
-    def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(model: torch.nn.Module, batch: CopyBatch) -> torch.Tensor:
         logits = model(batch.x)  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten())
 
     @staticmethod
-    def counts(logits: torch.Tensor, batch: Batch) -> dict[str, float]:
+    def counts(logits: torch.Tensor, batch: CopyBatch) -> dict[str, float]:
         """Summed loss and error counts of one batch (summed, so batches of any size average exactly)."""
         wrong = logits.argmax(-1) != batch.y  # (B, T)
         masked = batch.x == MASK
@@ -132,7 +132,7 @@ class SelectiveCopy:
         device = next(model.parameters()).device
         total: dict[str, float] = {}
         for i in range(0, self.cfg.val_size, batch_size):
-            b = Batch(*(t[i : i + batch_size].to(device) for t in self.val))
+            b = CopyBatch(*(t[i : i + batch_size].to(device) for t in self.val))
             for k, v in self.counts(model(b.x), b).items():
                 total[k] = total.get(k, 0) + v
         return {
@@ -143,10 +143,10 @@ class SelectiveCopy:
         }
 
     @torch.no_grad()
-    def predict(self, model: torch.nn.Module, n: int) -> tuple[Batch, torch.Tensor]:
+    def predict(self, model: torch.nn.Module, n: int) -> tuple[CopyBatch, torch.Tensor]:
         """The first n validation samples and the model's argmax output, on CPU (for pictures)."""
         device = next(model.parameters()).device
-        b = Batch(self.val.x[:n], self.val.y[:n])
+        b = CopyBatch(self.val.x[:n], self.val.y[:n])
         return b, model(b.x.to(device)).argmax(-1).cpu()
 
 
