@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from lib.config import Config, ConfigError, check_parameters, read_config
+from lib.config import Config, ConfigError, check_parameters, expand, read_config
 from lib.paths import CONFIGS, NOTEBOOKS
 
 
@@ -61,9 +61,75 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
     if settings is not None:
         fields = {f.name for f in dataclasses.fields(settings)}
         settings.load({k: v for k, v in params.items() if k in fields}, where=where)
-    for key in ("seeds", "sweep", "models"):
+    for key in ("seeds", "sweep", "models", "plain_seeds", "copy_seeds", "add_seeds", "length_seeds", "kinds", "curricula"):
         if key in params and isinstance(params[key], list) and not params[key]:
             raise ConfigError(f"{where}: {key} is empty; give at least one")
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if "warmup" in key or key in ("seed", "min_lr_ratio", "weight_decay", "min_steps"):
+            if value < 0:
+                raise ConfigError(f"{where}: {key} = {value}; must be >= 0")
+        elif key.endswith(("steps", "batch", "batch_size", "evals", "samples", "val_size", "resolution", "points", "workers", "n_docs")):
+            if value < 1:
+                raise ConfigError(f"{where}: {key} = {value}; must be >= 1")
+        elif (key == "lr" or key.endswith("_lr")) and value <= 0:
+            raise ConfigError(f"{where}: {key} = {value}; must be > 0")
+    if isinstance(params.get("device"), str):
+        from lib.device import pick
+
+        try:
+            pick(params["device"])
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    merged = {**parameters_of(nb_path), **params}
+    if isinstance(merged.get("sweep"), (list, dict)):
+        try:
+            expand(merged["sweep"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: sweep: {e}") from None
+    for needs, message in REQUIRES.get(nb_path.stem, []):
+        if not needs(merged):
+            raise ConfigError(f"{where}: {message}")
+    build = MODEL_CONFIGS.get(nb_path.stem)
+    if build is not None:
+        try:
+            build(merged)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"{where}: sweep: {e}") from None
+
+
+def _has_inject(kind: str):
+    return lambda p: any(run.get("inject") == kind for run in expand(p["sweep"]))
+
+
+def _has_looped(p: dict) -> bool:
+    return any(run.get("b", 1) > 1 for run in expand(p["sweep"]))
+
+
+def _looped_configs(p: dict):
+    from lib.studies import looped
+
+    return looped.model_configs(looped.settings(p), p["sweep"], p.get("mask_points"))
+
+
+def _copy_configs(p: dict):
+    from lib.models.conv_text import ConvTextConfig
+
+    return ConvTextConfig.sweep(p["sweep"], channels=p["channels"])
+
+
+# Each notebook's model configs, built from its parameters before its kernel starts (a bad sweep
+# entry is a one-line error then, not a failed cell).
+MODEL_CONFIGS = {**{nb: _looped_configs for nb in ("looped_vs_standard", "n_token_masking", "looped_n_layers", "learnable_loop_lr",
+                                                    "mamba_vs_looped_tf", "loss_surface")},
+                 "selective_copy": _copy_configs}
+
+# What a notebook's question needs of its parameters, checked before its kernel starts.
+REQUIRES = {
+    "learnable_loop_lr": [(_has_inject("scalar"), "sweep needs a run with inject: scalar (the learnable scale this study is about)")],
+    "n_token_masking": [(_has_looped, "sweep needs a looped run (b > 1): only a looped model has a recurrent state to mask")],
+}
 
 
 def profile_parameters(notebook: str, profile: str) -> dict:

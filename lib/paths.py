@@ -1,11 +1,14 @@
 """Repository paths, independent of the working directory (notebooks run from notebooks/)."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = ROOT / "checkpoints"
+# Checkpoints live under the checkout unless SEQLAB_CHECKPOINTS names a folder that outlives the
+# session (e.g. a mounted Google Drive on Colab, /kaggle/working on Kaggle).
+CHECKPOINTS = Path(os.environ["SEQLAB_CHECKPOINTS"]).expanduser() if os.environ.get("SEQLAB_CHECKPOINTS") else ROOT / "checkpoints"
 CONFIGS = ROOT / "configs"
 NOTEBOOKS = ROOT / "notebooks"
 REPORTS = ROOT / "reports"

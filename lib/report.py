@@ -27,7 +27,22 @@ def show(fig: Figure, name: str, dpi: int = 110) -> None:
 def table(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> None:
     from IPython.display import Markdown, display
 
-    display(Markdown(df.to_markdown(index=index, floatfmt=floatfmt)))
+    display(Markdown(markdown_table(df, floatfmt, index)))
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> str:
+    """A Markdown table: NaN as a blank cell, integer counts as 19,000 (not 1.9e+04), other numbers `floatfmt`."""
+    out = df.reset_index() if index else df.copy()
+    for c in out.columns:
+        col = out[c]
+        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+            out[c] = col.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+            continue
+        finite = col.dropna()
+        integral = pd.api.types.is_integer_dtype(col) or (len(finite) and (finite == finite.round()).all() and finite.abs().max() >= 1000)
+        fmt = (lambda v: f"{v:,.0f}") if integral else (lambda v: format(v, floatfmt))
+        out[c] = col.map(lambda v: "" if pd.isna(v) else fmt(v))
+    return out.to_markdown(index=False, disable_numparse=True)
 
 
 def save_results(df: pd.DataFrame) -> None:

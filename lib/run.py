@@ -23,6 +23,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -187,7 +188,7 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
         try:
             papermill.execute_notebook(
                 str(nb_path), str(tmp / f"{name}.ipynb"), parameters=params, kernel_name="python3",
-                cwd=str(NOTEBOOKS), progress_bar=False, log_output=True, stderr_file=sys.stderr,
+                cwd=str(NOTEBOOKS), progress_bar=False, log_output=False, stderr_file=sys.stderr,  # progress once, on stderr
             )
         except papermill.PapermillExecutionError as e:
             fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="retrain the runs whose checkpoints were trained at a revision with other model/task/training code")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
+    started = time.time()
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: temporary folders go, kernels stop
     try:
         report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out,
                      retrain_stale=args.retrain_stale)
@@ -230,8 +233,39 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Terminated) as e:
+        print(f"\n{interrupted_message(started, 'terminated' if isinstance(e, Terminated) else 'interrupted')}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"wrote {report}")
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and context manager runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def interrupted_message(since: float, how: str = "interrupted") -> str:
+    """One line: which run was being trained (the newest checkpoint written since `since`) and the
+    step a rerun resumes from."""
+    from lib.paths import CHECKPOINTS
+
+    newest = max((p for p in CHECKPOINTS.glob("*/*.pt") if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime, default=None)
+    if newest is None:
+        return f"{how} before any checkpoint was written; rerun the same command to start again"
+    try:
+        import torch
+
+        step = torch.load(newest, map_location="cpu", weights_only=True)["step"]
+    except Exception:  # a checkpoint being replaced at this instant: name it without its step
+        step = "?"
+    return (f"{how} while training {newest.parent.name}/{newest.stem} (its last checkpoint: step {step}); "
+            "rerun the same command to resume from there")
 
 
 if __name__ == "__main__":

@@ -37,12 +37,12 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, args, yaml, 
 
 
 def test_failing_notebook_leaves_no_partial_report(tmp_path):
-    raw = SMOKE.read_text().split("sweep:")[0] + "sweep: [{layers: 2, dilation: [1, 2, 3]}]\nsamples: 640\n"
+    raw = SMOKE.read_text() + "receptive_field_specs: [[6, 3, 0, 50, false]]\n"  # dilation 0: passes the checks, fails in a cell
     (tmp_path / "broken.yml").write_text(raw)
     out = tmp_path / "out"
     r = runner("selective_copy", "--config", str(tmp_path / "broken.yml"), out=out)
     assert r.returncode == 1
-    assert "error: notebook selective_copy failed in cell" in r.stderr and "dilation: 3 values" in r.stderr
+    assert "error: notebook selective_copy failed in cell 7 " in r.stderr  # the receptive-field cell, counted from 1
     assert not (out / "reports").exists() and not (out / "images").exists()
 
 

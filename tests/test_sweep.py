@@ -55,3 +55,78 @@ def test_parallel_workers_train_the_same_runs(study):
 def test_workers_must_be_positive(study):
     with pytest.raises(ValueError, match="workers"):
         train_sweep(Thinker, [MODEL], Algorithmic(COPY), TRAIN, seeds=[0], study=study, workers=0)
+
+
+def test_a_stale_lock_is_reclaimed_and_a_live_one_is_waited_for(tmp_path):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from lib.sweep import run_lock
+
+    ckpt = tmp_path / "run.pt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "run.pt.lock").write_text(dead)  # its process has exited: stale
+    with run_lock(ckpt, poll=0.05):
+        assert (tmp_path / "run.pt.lock").read_text() == str(__import__("os").getpid())
+    assert not (tmp_path / "run.pt.lock").exists()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "run.pt.lock").write_text(str(holder.pid))  # a live process trains this run
+        threading.Timer(0.6, lambda: (tmp_path / "run.pt.lock").unlink()).start()  # ...and finishes
+        t0 = time.monotonic()
+        with run_lock(ckpt, poll=0.05):
+            waited = time.monotonic() - t0
+        assert waited >= 0.5
+    finally:
+        holder.kill()
+
+
+SLOW_SWEEP = """
+import sys, time
+import torch
+from lib.models.thinker import Thinker, ThinkerConfig
+from lib.sweep import train_sweep
+from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
+
+class Slow(Algorithmic):
+    def train_batch(self, *a, **k):
+        time.sleep(0.05)
+        return super().train_batch(*a, **k)
+
+if __name__ == "__main__":  # spawned workers import this file again
+    cfg = AlgorithmicConfig(task="copy", V=6, length=5, val_size=32)
+    models = [ThinkerConfig(vocab=cfg.vocab, out_len=cfg.out_len, d=d, n_head=2, n_latent=2, n_step=2, max_len=20) for d in (8, 16)]
+    train_sweep(Thinker, models, Slow(cfg), {"steps": 100000, "batch_size": 8, "eval_every": 1000, "device": "cpu"},
+                seeds=[0], study=sys.argv[1], workers=2)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_workers_die_with_the_process_that_started_them(study, tmp_path, sig):
+    """The issue's reproduction: kill the parent of a workers=2 sweep; no spawned worker may survive it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow.py").write_text(SLOW_SWEEP)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "slow.py"), study], cwd=str(CHECKPOINTS.parent),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = []
+    for _ in range(100):  # wait until both workers run
+        time.sleep(0.2)
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+        children = [int(p) for p in out]
+        if len(children) >= 2 and list((CHECKPOINTS / study).glob("*.lock")):
+            break
+    assert children, "the sweep started no workers"
+    os.kill(parent.pid, getattr(signal, sig))
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    alive = lambda pid: subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip() not in ("", "Z")
+    while time.monotonic() < deadline and any(alive(c) for c in children):
+        time.sleep(0.2)
+    assert not any(alive(c) for c in children), f"orphaned workers after {sig}: {[c for c in children if alive(c)]}"

@@ -1,0 +1,34 @@
+"""Committed notebooks stay clean (nbstripout), run from a fresh kernel, and each declares what to expect."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lib.paths import NOTEBOOKS
+from lib.report import markdown_table
+
+NBS = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_committed_notebooks_hold_no_outputs(path: Path):
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"{path.name} cell {i + 1} holds outputs: run `nbstripout {path}`"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i + 1} holds an execution count"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info", "seqlab"}, f"{path.name}: editor metadata {sorted(nb['metadata'])}"
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_each_notebook_sets_up_through_lib_setup(path: Path):
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    assert "lib.setup(" in code and "%matplotlib inline" in code
+
+
+def test_markdown_tables_print_counts_as_integers_and_nan_as_blank():
+    md = markdown_table(pd.DataFrame({"params": [19000], "steps": [2500.0], "error": [float("nan")], "x": [0.012345]}))
+    row = md.splitlines()[2]
+    assert "19,000" in row and "2,500" in row and "nan" not in row and "1.9e+04" not in md and "0.01235" in row
