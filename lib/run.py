@@ -167,10 +167,67 @@ def install(tmp: Path, name: str, md: str, out: Path) -> Path:
     return reports / f"{name}.md"
 
 
-def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path | None = None,
-        retrain_stale: bool = False) -> Path:
+def _papermill_child(nb_path: str, out_path: str, params: dict, results) -> None:
+    """The child process that runs papermill (and owns the kernel): nbclient installs its own signal
+    handlers, so the runner keeps signals to itself by not running it in its own process."""
     import papermill
 
+    try:
+        papermill.execute_notebook(nb_path, out_path, parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
+                                   progress_bar=False, log_output=False, stderr_file=sys.stderr)  # progress once, on stderr
+        results.put(None)
+    except papermill.PapermillExecutionError as e:
+        results.put((e.cell_index, e.ename, str(e.evalue).splitlines()[0] if str(e.evalue) else ""))
+    except Exception as e:  # a dead kernel, a papermill error
+        results.put((None, type(e).__name__, str(e).splitlines()[0] if str(e) else ""))
+
+
+def execute(nb_path: Path, out_path: Path, params: dict):
+    """Run the notebook in a child process; None on success, else (cell index or None, error name, message).
+    On SIGINT/SIGTERM (raised here as Terminated) the child and everything below it (kernel, workers)
+    is stopped before the exception goes on."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_papermill_child, args=(str(nb_path), str(out_path), params, results), daemon=False)
+    child.start()
+    try:
+        while child.is_alive():
+            child.join(timeout=0.5)
+            if not results.empty():
+                break
+        outcome = results.get(timeout=30) if child.exitcode in (0, None) or not results.empty() else (None, "ChildDied", f"exit {child.exitcode}")
+        child.join(timeout=30)
+        return outcome
+    except BaseException:
+        _stop(child.pid)
+        raise
+
+
+def _stop(pid: int, grace: float = 20.0) -> None:
+    """SIGTERM a process and everything below it, then SIGKILL what is left after `grace` seconds."""
+    tree = _descendants(pid) | {pid}
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in tree):
+        time.sleep(0.2)
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path | None = None,
+        retrain_stale: bool = False) -> Path:
     nb_path = notebook_path(name)
     params, overrides = read_config(config)
     validate(params, nb_path, where=str(config))
@@ -185,20 +242,20 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
         os.environ[provenance.RETRAIN_STALE_ENV] = "1" if retrain_stale else "0"
         revision, started = git_revision(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(nb_path), str(tmp / f"{name}.ipynb"), parameters=params, kernel_name="python3",
-                cwd=str(NOTEBOOKS), progress_bar=False, log_output=False, stderr_file=sys.stderr,  # progress once, on stderr
-            )
-        except papermill.PapermillExecutionError as e:
+        failure = execute(nb_path, tmp / f"{name}.ipynb", params)
+        if failure is not None:
             fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
             os.close(fd)
-            shutil.copy(tmp / f"{name}.ipynb", keep)
+            if (tmp / f"{name}.ipynb").exists():
+                shutil.copy(tmp / f"{name}.ipynb", keep)
+            cell_index, ename, evalue = failure
+            if cell_index is None:
+                raise RuntimeError(f"notebook {name} failed: {ename}: {evalue} (executed notebook: {keep})")
             executed = nbformat.read(keep, as_version=4)
             injected = [i for i, c in enumerate(executed.cells) if "injected-parameters" in c.metadata.get("tags", [])]
-            cell = e.cell_index - sum(1 for i in injected if i < e.cell_index) + 1  # as numbered in notebooks/<name>.ipynb
-            raise RuntimeError(f"notebook {name} failed in cell {cell} (counting all cells from 1): {e.ename}: {e.evalue} "
-                               f"(executed notebook: {keep})") from None
+            cell = cell_index - sum(1 for i in injected if i < cell_index) + 1  # as numbered in notebooks/<name>.ipynb
+            raise RuntimeError(f"notebook {name} failed in cell {cell} (counting all cells from 1): {ename}: {evalue} "
+                               f"(executed notebook: {keep})")
         wall = time.perf_counter() - t0
         nb = nbformat.read(tmp / f"{name}.ipynb", as_version=4)
         (tmp / "images").mkdir()
@@ -223,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     started = time.time()
-    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: temporary folders go, kernels stop
+    # SIGTERM and Ctrl-C unwind the same way (nbclient would swallow a plain KeyboardInterrupt):
+    # temporary folders are removed, the kernel is shut down, its worker processes follow it.
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out,
                      retrain_stale=args.retrain_stale)
@@ -234,28 +293,73 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
-        print(f"\n{interrupted_message(started, 'terminated' if isinstance(e, Terminated) else 'interrupted')}", file=sys.stderr)
+        how = "terminated" if getattr(e, "signum", signal.SIGINT) == signal.SIGTERM else "interrupted"
+        print(f"\n{interrupted_message(started, how, runs=e.runs if isinstance(e, Terminated) else None)}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"wrote {report}")
     return 0
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every `finally` and context manager runs."""
+    """SIGTERM or SIGINT, raised in the main thread so that every `finally` and context manager runs.
+    `runs`: the checkpoints our own processes were training when the signal came."""
+
+    def __init__(self, signum: int, runs: list):
+        super().__init__(signum)
+        self.signum, self.runs = signum, runs
 
 
 def _terminate(signum, frame):
-    raise Terminated
+    raise Terminated(signum, training_now())
 
 
-def interrupted_message(since: float, how: str = "interrupted") -> str:
-    """One line: which run was being trained (the newest checkpoint written since `since`) and the
-    step a rerun resumes from."""
+def _descendants(pid: int) -> set[int]:
+    """PIDs of every process below `pid` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def training_now() -> list[Path]:
+    """The checkpoints whose run lock (lib.sweep.run_lock) is held by this process or one below it."""
     from lib.paths import CHECKPOINTS
 
-    newest = max((p for p in CHECKPOINTS.glob("*/*.pt") if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime, default=None)
+    ours = _descendants(os.getpid()) | {os.getpid()}
+    runs = []
+    for lock in CHECKPOINTS.glob("*/*.pt.lock"):
+        try:
+            if int(lock.read_text().strip() or 0) in ours:
+                runs.append(lock.with_suffix(""))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def interrupted_message(since: float, how: str = "interrupted", runs: list[Path] | None = None) -> str:
+    """One line: which run our processes were training (their run locks; else the newest checkpoint
+    written since `since`) and the step a rerun resumes from."""
+    from lib.paths import CHECKPOINTS
+
+    candidates = [p for p in (runs or []) if p.exists()] or [
+        p for p in CHECKPOINTS.glob("*/*.pt") if p.stat().st_mtime >= since and not runs]
+    newest = max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+    if runs and newest is None:
+        names = ", ".join(f"{p.parent.name}/{p.stem}" for p in runs)
+        return f"{how} while training {names} before its first checkpoint; rerun the same command to start it again"
     if newest is None:
         return f"{how} before any checkpoint was written; rerun the same command to start again"
     try:

@@ -75,3 +75,45 @@ def test_every_config_matches_its_notebook_parameters():
         assert nb.exists(), f"{cfg} has no notebook"
         params = read_config(cfg)[0]
         validate({**params, **({"device": "cpu"} if params.get("device") == "cuda" else {})}, nb, where=str(cfg))
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig):
+    """Ctrl-C or a batch scheduler's SIGTERM mid-training: one line naming the run, exit 130, the
+    kernel and its workers gone, no report and no temporary folder left."""
+    import os
+    import signal
+    import tempfile
+    import time
+
+    from lib.run import _descendants
+
+    (tmp_path / "long.yml").write_text(SMOKE.read_text().replace("samples: 1280", "samples: 64000000"))
+    before = set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "lib.run", "selective_copy", "--config", str(tmp_path / "long.yml"),
+                             "--out", str(tmp_path / "out")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    below = set()
+    for _ in range(240):  # until a kernel below the runner holds a run lock
+        time.sleep(0.25)
+        below |= _descendants(proc.pid)
+        if any(int(p.read_text() or 0) in below for p in (ROOT / "checkpoints" / "selective_copy").glob("*.lock")):
+            break
+    os.kill(proc.pid, getattr(signal, sig))
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(("interrupted while training selective_copy/", "terminated while training selective_copy/")), last
+    assert "Traceback" not in err
+    def alive():
+        try:
+            return [p for p in below if Path(f"/proc/{p}").exists() and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        except OSError:  # one vanished between the two reads
+            return alive()
+
+    for _ in range(50):  # multiprocessing's resource tracker notices its parent's exit a moment later
+        if not alive():
+            break
+        time.sleep(0.1)
+    assert not alive(), f"processes left after {sig}: {alive()}"
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.md"))
+    assert set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*")) == before
