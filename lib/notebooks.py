@@ -128,6 +128,8 @@ MODEL_CONFIGS = {**{nb: _looped_configs for nb in ("looped_vs_standard", "n_toke
 # What a notebook's question needs of its parameters, checked before its kernel starts.
 REQUIRES = {
     "learnable_loop_lr": [(_has_inject("scalar"), "sweep needs a run with inject: scalar (the learnable scale this study is about)")],
+    "loss_surface": [(lambda p: not p.get("large_run") or p["large_run"] in {c.name for c in _looped_configs(p)},
+                      "large_run must name a run of the sweep")],
     "n_token_masking": [(_has_looped, "sweep needs a looped run (b > 1): only a looped model has a recurrent state to mask")],
 }
 

@@ -113,6 +113,58 @@ def header(name: str, profile: str, config: Path, params: dict, overrides: dict,
     )
 
 
+# --dry-run: the profile's shapes (widths, lengths, batch sizes, task sizes) and code paths, with the
+# amount of work cut to a few steps, one seed and two runs of each sweep, on the CPU.
+DRY_SCALARS = {"evals": 1, "iters_factor": 2, "resolution": 3, "copy_resolution": 3, "hessian_iters": 2, "val_size": 64,
+               "surface_batch": 16, "copy_batch": 16, "n_docs": 300, "val_windows": 2, "n_show": 2, "sample_tokens": 8, "large_resolution": 3,
+               "add_limit": 50, "batch_size": 4, "copy_batch": 8, "add_batch": 8, "warmup_steps": 0, "min_steps": 0, "copy_warmup": 0, "add_warmup": 0}
+DRY_SET = {"n_pairs_step": 10, "multiples": [1, 2]}  # coarser masking sweeps
+DRY_LISTS = {"copy_runs": 0, "memory_contexts": 1, "eval_latents": 2, "eval_n_steps": 2, "add_widths": 1, "kinds": 1, "receptive_field_specs": 1}
+
+
+def dry_run(params: dict, defaults: dict, notebook: str = "") -> dict:
+    """The parameters of a dry run of this profile (see DRY_SCALARS, DRY_LISTS, DRY_SET): each sweep
+    keeps its first and last run, plus whatever runs the notebook's requirements need."""
+    from lib.config import expand
+    from lib.notebooks import REQUIRES
+
+    p = dict(params)
+    for key, value in {**defaults, **params}.items():
+        if key in DRY_SCALARS and isinstance(value, int) and not isinstance(value, bool):
+            p[key] = min(value, DRY_SCALARS[key]) if key not in ("warmup_steps", "min_steps", "copy_warmup", "add_warmup") else 0
+        elif key in DRY_LISTS and isinstance(value, list):
+            p[key] = value[: DRY_LISTS[key]]
+        elif key.endswith("seeds") and isinstance(value, list) and value:
+            p[key] = value[:1]
+        elif key.endswith("steps") and isinstance(value, int) and not isinstance(value, bool):
+            p[key] = min(value, 2)
+        elif key == "samples":
+            p[key] = 2 * {**defaults, **params}.get("batch_size", 64)
+    for key, value in DRY_SET.items():
+        if key in p or key in defaults:
+            p[key] = value
+    if "sweep" in p or "sweep" in defaults:
+        runs = expand(p.get("sweep", defaults["sweep"]))
+        p["sweep"] = runs if len(runs) <= 2 else [runs[0], runs[-1]]
+        for needs, _ in REQUIRES.get(notebook, []):
+            if not needs({**defaults, **p}):
+                extra = next((r for r in runs if needs({**defaults, **p, "sweep": p["sweep"] + [r]})), None)
+                if extra is not None:
+                    p["sweep"] = p["sweep"] + [extra]
+    if "models" in p:
+        p["models"] = [{**m, "steps": 2} if "steps" in m else m for m in p["models"][:2]]
+    if p.get("large_run"):  # the large surface is drawn for a run the cut sweep still has
+        from lib.notebooks import MODEL_CONFIGS
+
+        p["large_run"] = MODEL_CONFIGS["loss_surface"]({**defaults, **p})[0].name
+    p["device"] = "cpu"
+    if "compile" in p or "compile" in defaults:
+        p["compile"] = False  # Triton and the C++ compiler: minutes per model; the compile path has its own test
+    if "workers" in p or "workers" in defaults:
+        p["workers"] = 1
+    return p
+
+
 def check_out(out: Path) -> None:
     """--out must be a folder we can write reports/ and images/ into: checked before the notebook runs."""
     for folder in (out, out / REPORTS.name, out / IMAGES.name):
@@ -227,12 +279,14 @@ def _state(pid: int) -> str:
 
 
 def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path | None = None,
-        retrain_stale: bool = False) -> Path:
+        retrain_stale: bool = False, dry: bool = False) -> Path:
     nb_path = notebook_path(name)
     params, overrides = read_config(config)
+    if dry:
+        params = dry_run({**params, **({"device": "cpu"} if params.get("device") == "cuda" else {})}, parameters_of(nb_path), name)
     validate(params, nb_path, where=str(config))
-    profile = config.stem
-    out = Path(out) if out is not None else (ROOT if profile in REPORT_PROFILES else SCRATCH)
+    profile = config.stem + ("-dry-run" if dry else "")
+    out = Path(out) if out is not None else (SCRATCH / "dry-run" if dry else ROOT if profile in REPORT_PROFILES else SCRATCH)
     check_out(out)
     command = command or f"python -m lib.run {name} --config {config}"
     with tempfile.TemporaryDirectory(prefix=f"seqlab-{name}-") as tmp:
@@ -275,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="folder that receives reports/ and images/ (default: the repository for the cpu, gpu and paper "
                          "profiles, scratch/ for any other)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="run the profile's shapes and code paths with a few steps, one seed and two runs per sweep, "
+                         "on the CPU, into scratch/dry-run/ (checks a gpu profile on any machine)")
     ap.add_argument("--retrain-stale", action="store_true",
                     help="retrain the runs whose checkpoints were trained at a revision with other model/task/training code")
     argv = sys.argv[1:] if argv is None else argv
@@ -285,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out,
-                     retrain_stale=args.retrain_stale)
+                     retrain_stale=args.retrain_stale, dry=args.dry_run)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

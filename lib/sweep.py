@@ -117,16 +117,29 @@ def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, thread
     return desc
 
 
-def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callable[[Any], float] | None = None) -> list[str]:
-    """Train the unfinished runs [(model config, task, TrainConfig)] in `workers` spawned CPU
-    processes of cores/workers threads each (longest first when `cost` estimates a run's cost).
-    A no-op on a GPU or with workers = 1 (the caller's sequential pass trains them). Returns the
-    runs trained."""
-    if workers <= 1 or not runs or devices.pick(runs[0][2].device).type != "cpu":
+BACKENDS = ("processes", "ray")
+
+
+def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callable[[Any], float] | None = None,
+                  backend: str = "processes", ray_address: str | None = None, gpus_per_run: float = 0.0) -> list[str]:
+    """Train the unfinished runs [(model config, task, TrainConfig)] side by side, longest first
+    when `cost` estimates a run's cost. Returns the runs trained; the caller's sequential pass then
+    loads them (and trains anything left).
+
+    processes: `workers` spawned CPU processes of cores/workers threads each (a no-op on a GPU or
+    with workers = 1). ray: one Ray task per run, requesting cores/workers CPUs (or `gpus_per_run`
+    of a GPU), on a local Ray started here or the cluster at `ray_address` ('auto', 'ray://host:10001');
+    every worker must see the checkpoint folder (set SEQLAB_CHECKPOINTS to a shared path).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if not runs or (backend == "processes" and (workers <= 1 or devices.pick(runs[0][2].device).type != "cpu")):
         return []
     todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2])]
     if cost is not None:
         todo.sort(key=lambda r: -cost(r[0]))
+    if backend == "ray":
+        return _train_with_ray(model_cls, todo, study, workers, ray_address, gpus_per_run) if todo else []
     if len(todo) < 2:
         return []
     n = min(workers, len(todo))
@@ -134,6 +147,22 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent) as pool:
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
+    return done
+
+
+def _train_with_ray(model_cls, todo: list, study: str, workers: int, address: str | None, gpus_per_run: float) -> list[str]:
+    import ray
+
+    from lib.paths import CHECKPOINTS
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    if not ray.is_initialized():
+        kw = {"address": address} if address else {"num_cpus": max(1, workers) * threads}
+        ray.init(**kw, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"SEQLAB_CHECKPOINTS": str(CHECKPOINTS), "OMP_NUM_THREADS": str(threads)}})
+    task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run)(_train_in_worker)
+    done = ray.get([task.remote(model_cls, *r, study, threads) for r in todo])
+    print(f"trained {len(done)} runs as Ray tasks of {threads} CPU(s){f' and {gpus_per_run} GPU' if gpus_per_run else ''}: {', '.join(done)}")
     return done
 
 
@@ -148,12 +177,16 @@ def train_sweep(
     task_for: Callable[[Any], Any] | None = None,
     columns: Callable[[Any], dict] = lambda cfg: {},
     workers: int = 1,
+    backend: str = "processes",
+    ray_address: str | None = None,
+    gpus_per_run: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], nn.Module]]:
     """Returns (history of every run, one row per evaluation; {(run name, seed): trained model}).
 
     Every run trains on `task`, or on `task_for(model config)` when a run needs its own (e.g. a
     loop curriculum that depends on the model's b). `workers` > 1 trains the missing runs in
-    parallel processes (CPU only; ignored on a GPU).
+    parallel processes (CPU only; ignored on a GPU); backend="ray" runs each missing run as a Ray
+    task on this machine or the cluster at `ray_address` (train_missing).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -163,7 +196,7 @@ def train_sweep(
         raise ValueError(f"a sweep needs at least one model config and one seed; got {len(configs)} configs and seeds {seeds}")
     runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), TrainConfig.load({**(train_cfg or {}), "seed": seed}))
             for mcfg in configs for seed in seeds]
-    train_missing(model_cls, runs, study, workers)
+    train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
     device = devices.pick(runs[0][2].device)
     histories, models = [], {}
     for mcfg, run_task, cfg in runs:

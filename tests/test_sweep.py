@@ -130,3 +130,20 @@ def test_workers_die_with_the_process_that_started_them(study, tmp_path, sig):
     while time.monotonic() < deadline and any(alive(c) for c in children):
         time.sleep(0.2)
     assert not any(alive(c) for c in children), f"orphaned workers after {sig}: {[c for c in children if alive(c)]}"
+
+
+def test_a_ray_sweep_gives_the_sequential_histories(study):
+    """train_sweep(backend="ray") on a local Ray with 2 CPUs: the 4 runs equal the sequential sweep's."""
+    ray = pytest.importorskip("ray")
+    models = [MODEL, dataclasses.replace(MODEL, d=8)]
+    task = Algorithmic(COPY)
+    try:
+        par, par_models = train_sweep(Thinker, models, task, TRAIN, seeds=[0, 1], study=study, workers=2, backend="ray")
+    finally:
+        ray.shutdown()
+    seq, _ = train_sweep(Thinker, models, task, TRAIN, seeds=[0, 1], study=study + "-seq")
+    shutil.rmtree(CHECKPOINTS / (study + "-seq"), ignore_errors=True)
+    assert len(list((CHECKPOINTS / study).glob("*.pt"))) == 4
+    assert list(par["run"]) == list(seq["run"]) and list(par["step"]) == list(seq["step"])
+    trained = lambda h: torch.tensor(h.loc[h.step > 0, ["train_loss", "val_token_acc"]].values)
+    torch.testing.assert_close(trained(par), trained(seq), rtol=1e-4, atol=1e-5)
