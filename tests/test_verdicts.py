@@ -73,3 +73,11 @@ def test_copy_claim_reports_overlap_as_not_distinguishable():
     text = "\n".join(lines)
     assert "not distinguishable" in text and "not reproduced (intervals overlap)" in text
     assert "**missed**" in text  # 1/3 uniform seeds at 1.000
+
+
+def test_a_missed_target_says_whether_the_cap_or_a_plateau_stopped_it():
+    stab = pd.DataFrame([{"run": "falling", "b": 10, "error at b": 0.07}, {"run": "flat", "b": 1, "error at b": 0.2}])
+    rows = [{"run": "falling", "seed": 0, "step": s, "val_error": 0.5 * 0.8 ** i, "stop_reason": "max_steps"} for i, s in enumerate(range(0, 1000, 100))]
+    rows += [{"run": "flat", "seed": 0, "step": s, "val_error": 0.2, "stop_reason": "converged"} for s in range(0, 1000, 100)]
+    line = verdicts.target_line(stab, history=pd.DataFrame(rows))
+    assert "met by 0/2" in line and "the step cap, not a plateau" in line and "stopped by converged: on a plateau" in line
