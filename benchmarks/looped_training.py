@@ -48,6 +48,38 @@ def samples_per_s(cfg: LoopedConfig, task, device, steps: int, batch: int, compi
     return steps * batch / (time.perf_counter() - t0)
 
 
+def mamba_scans(args, device) -> None:
+    """Looped Mamba (L = 1, b = 5, T = 10) at the cpu profile's shape: each selective-scan form, eager
+    and with the loop body compiled, against the chunked two-level scan the earlier reports used;
+    then where the time goes (top operators of one training step) for the chunked and fused forms."""
+    import lib.models.mamba as M
+    from lib.models import looped as L
+
+    task = InContextRegression.of("linear", args.dims, args.points, 64)
+    base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points, b=5, T=10, body="mamba", d_state=16)
+    original = L.BODIES["mamba"]
+    print(f"\nLooped Mamba, width {args.width}, d {args.dims}, k {args.points}, batch {args.batch}, b = 5, T = 10, d_state 16")
+    print("| scan | mode | samples/s | ratio to chunked eager |\n|---|---|---|---|")
+    ref = None
+    forms = [("chunked", False), ("sequential", False), ("fused", False), ("fused", True), ("compiled", False)]
+    for form, comp in forms:
+        L.BODIES["mamba"] = lambda c, form=form: M.MambaBackbone(M.MambaConfig(d_model=c.n_embd, n_layer=c.n_layer, d_state=c.d_state, scan=form))
+        sps = samples_per_s(LoopedConfig(**base), task, device, args.steps, args.batch, comp, False)
+        ref = ref or sps
+        print(f"| {form} | {'body compiled' if comp else 'eager'} | {sps:,.0f} | {sps / ref:.2f} |", flush=True)
+    for form in ("chunked", "fused"):
+        L.BODIES["mamba"] = lambda c, form=form: M.MambaBackbone(M.MambaConfig(d_model=c.n_embd, n_layer=c.n_layer, d_state=c.d_state, scan=form))
+        model = Looped(LoopedConfig(**base)).to(device)
+        gen = torch.Generator().manual_seed(0)
+        batch = task.train_batch(args.batch, gen)
+        task.loss(model, batch).backward()
+        with torch.profiler.profile() as prof:
+            task.loss(model, batch).backward()
+        top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6).splitlines()
+        print(f"\nwhere the time goes, {form} scan (one forward + backward):\n```\n" + "\n".join(top) + "\n```")
+    L.BODIES["mamba"] = original
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=64)
@@ -57,8 +89,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--b", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--mamba", action="store_true", help="only the looped-Mamba scan comparison (cpu profile shape: --dims 4 --points 12)")
     args = ap.parse_args()
     device = pick()
+    if args.mamba:
+        print(f"device: {describe(device)}, torch {torch.__version__}")
+        return mamba_scans(args, device)
     task = InContextRegression.of("linear", args.dims, args.points, 64)
     base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points)
     modes = [("eager", False, False)] + ([] if args.no_compile else [("compile", True, False)])
