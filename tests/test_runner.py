@@ -117,3 +117,33 @@ def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig
     assert not alive(), f"processes left after {sig}: {alive()}"
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.md"))
     assert set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*")) == before
+
+
+def _finish(args):
+    """One runner finishing: a report, its figures and its table moved into place (lib.run.install)."""
+    import tempfile
+
+    from lib.run import install
+
+    out, tag = args
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "images").mkdir()
+        (tmp / "images" / "fig.png").write_text(tag)
+        (tmp / "results.csv").write_text(f"run\n{tag}\n")
+        install(tmp, "study", f"report {tag}\n", out)
+    return tag
+
+
+def test_concurrent_finishes_never_crash_or_mix_files(tmp_path):
+    """40 runners finishing at once into one folder: none fails, and the report, figures and table
+    left in place all come from the same run."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        done = pool.map(_finish, [(tmp_path, f"run{i}") for i in range(40)])
+    assert len(done) == 40
+    tag = (tmp_path / "reports" / "study.md").read_text().split()[1]
+    assert (tmp_path / "images" / "study" / "fig.png").read_text() == tag
+    assert (tmp_path / "reports" / "study.csv").read_text().split()[1] == tag
+    assert not [p for p in tmp_path.rglob("*") if ".new-" in p.name or ".old-" in p.name or p.suffix == ".tmp"]
