@@ -54,6 +54,7 @@ def test_stability_table_judges_only_models_that_learned():
     assert t.loc["diverges", "ratio"] == pytest.approx(np.mean([10, 25 / 3, 12]))
     assert verdicts.reference_word("did not learn", "stays flat") == "untested"
     assert verdicts.reference_word("diverges", "stays flat") == "contradicted"
+    assert verdicts.reference_word("drifts", "diverges").startswith("inconclusive")
     line = verdicts.target_line(t.reset_index())
     assert "met by 2/2" in line  # flat (b = 10) and tf, both <= 0.03
 

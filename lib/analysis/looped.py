@@ -57,9 +57,12 @@ def stability_verdict(ratio: tuple[float, float, float], learned: bool, looped: 
 
 def reference_word(ours: str, reference: str) -> str:
     """'reproduced' when our verdict is the reference's, 'untested' when ours cannot be judged,
-    'contradicted' otherwise."""
+    'inconclusive' when ours is 'drifts' (the ratio's interval straddles the thresholds), and
+    'contradicted' when ours is the opposite verdict."""
     if ours in ("did not learn", "untested"):
         return "untested"
+    if ours == "drifts" and reference in ("diverges", "stays flat"):
+        return "inconclusive (the ratio's interval straddles the thresholds)"
     return "reproduced" if ours == reference else "contradicted"
 
 
