@@ -16,10 +16,13 @@ IMAGES = ROOT / "images"
 
 
 def git_revision() -> str:
-    """Short commit hash, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """Short commit hash, with '+dirty' when tracked files (outside reports/ and images/) differ from
+    it; 'unknown' outside git."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        # reports/ and images/ are the runner's outputs, not inputs: a report written meanwhile is not a dirty tree
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports", ":!images"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
