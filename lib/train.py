@@ -13,7 +13,11 @@ The loop: AdamW, linear warmup + cosine decay (a pure function of the step), opt
 gradient clipping, evaluation every `eval_every` steps (and at the start and end),
 a progress bar, samples/s, a checkpoint after every evaluation (written to a temporary
 file, then renamed) from which an interrupted run resumes exactly, and a clear error on
-a non-finite loss. On a GPU it uses bf16 autocast and, if asked, torch.compile.
+a non-finite loss. Precision (`amp`) and `compile` are resolved per device (lib.device): bf16 autocast
+only where it is native (sm >= 8.0), torch.compile only where Triton runs (sm >= 7.0); an explicit
+request the device cannot honour is a one-line error. Between evaluations the loop never waits on
+the device: the training loss is summed there and read at evaluation, and its finiteness is checked
+there too (every `finite_every` steps if set, and always before a checkpoint).
 
 Stopping: `steps` is the cap. Optionally a convergence rule (`converge_metric` improved by less
 than `converge_tol`, relative, over the last `converge_window` evaluations, checked from
@@ -49,7 +53,7 @@ STOP_REASONS = ("converged", "budget", "max_steps")
 # Settings that change how fast a run goes but not what it learns: recorded in the checkpoint and
 # the history, never hashed into the run's identity, so moving a run to a GPU or turning compile on
 # reuses it. bf16 autocast does change results slightly; a report states the precision its runs used.
-RECORDED_ONLY = ("device", "amp", "compile")
+RECORDED_ONLY = ("device", "amp", "compile", "finite_every")
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class TrainConfig(Config):
     eval_every: int = 100
     seed: int = 0  # data stream (and, through build(), model init)
     device: str = "auto"
-    amp: bool = True  # bf16 autocast, on CUDA only
-    compile: bool = False  # torch.compile the model for training and evaluation
+    amp: str | bool = "auto"  # auto | bf16 | fp16 | off (true = auto, false = off): see lib.device.resolve_precision
+    compile: str | bool = "auto"  # auto | true | false: see lib.device.resolve_compile (auto: on CUDA sm >= 7.0 only)
     snapshot_every: int = 0  # keep a copy of the weights every N steps in the checkpoint (0: none)
     converge_metric: str | None = None  # e.g. 'val_loss': stop when it stops improving (None: no rule)
     converge_mode: str = "min"  # 'min' (lower is better) or 'max' (e.g. an accuracy)
@@ -76,6 +80,7 @@ class TrainConfig(Config):
     converge_tol: float = 0.01  # relative improvement below which the run has converged
     min_steps: int = 0  # the convergence rule is not applied before this step (plateaus at the start)
     max_minutes: float | None = None  # wall-clock budget of training (evaluation excluded)
+    finite_every: int = 0  # also check the loss for NaN/inf every N steps (0: at evaluations only; each check waits on the device)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -95,6 +100,10 @@ class TrainConfig(Config):
                              f"{self.converge_window}, {self.converge_tol}, {self.min_steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
+        if self.finite_every < 0:
+            raise ValueError(f"finite_every must be >= 0, got {self.finite_every}")
+        devices.check_precision_key(self.amp)
+        devices.check_compile_key(self.compile)
         devices.pick(self.device)  # raises on an unknown or unavailable device
 
     def identity(self) -> dict:
@@ -172,11 +181,17 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if path.exists() and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (empty, truncated or another format); "
+                              "delete it to retrain, or restore it")
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data, so it was not loaded "
+                              "(weights_only); delete it to retrain, or restore it") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable ({first[:120]}); delete it to retrain, or restore it") from None
     if not isinstance(saved, dict) or "model" not in saved or "step" not in saved:
@@ -203,8 +218,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _autocast(device: torch.device, cfg: TrainConfig):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else nullcontext()
+def _autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def train(
@@ -226,6 +242,7 @@ def train(
     at once when that run had finished.
     """
     device = devices.pick(cfg.device)
+    precision, compiled = devices.resolve_precision(cfg.amp, device), devices.resolve_compile(cfg.compile, device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -260,7 +277,7 @@ def train(
             "desc": desc, "checkpoint": str(checkpoint) if checkpoint else None, "trained_steps": state["step"] - step_at_start,
             "step": state["step"], "stop_reason": state["stop_reason"], "train_minutes": state["train_seconds"] / 60,
             "revisions": state["revisions"] or [revision], "device": devices.describe(device),
-            "amp": "bf16" if device.type == "cuda" and cfg.amp else "fp32", "compile": cfg.compile, "code": code,
+            "amp": precision, "compile": compiled, "code": code,
         })
 
     if state["stop_reason"] is not None or state["step"] >= cfg.steps:
@@ -269,10 +286,11 @@ def train(
         return history()
 
     # A model whose whole forward cannot be traced (e.g. a loop over a runtime count) compiles its parts.
-    net = (model.compile_parts() if hasattr(model, "compile_parts") else torch.compile(model)) if cfg.compile else model
-    amp = _autocast(device, cfg)
+    net = (model.compile_parts() if hasattr(model, "compile_parts") else torch.compile(model)) if compiled else model
+    amp = _autocast(device, precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 needs loss scaling (it syncs in step)
 
-    def evaluate(loss_sum: float, n_loss: int) -> dict:
+    def evaluate(loss_sum, n_loss: int) -> dict:
         model.eval()
         with amp:
             metrics = task.evaluate(net)
@@ -284,11 +302,12 @@ def train(
             "step": step,
             "samples": step * cfg.batch_size,
             "lr": lr_at(max(step - 1, 0), cfg),
-            "train_loss": loss_sum / n_loss if n_loss else float("nan"),
+            "train_loss": float(loss_sum) / n_loss if n_loss else float("nan"),  # the one read of the summed loss
             **metrics,
             "samples_per_s": step * cfg.batch_size / state["train_seconds"] if state["train_seconds"] else float("nan"),
             "train_minutes": state["train_seconds"] / 60,
             "git_revision": revision,
+            "precision": precision,
         }
         state["history"].append(row)
         if revision not in state["revisions"]:
@@ -329,7 +348,16 @@ def train(
     model.train()
     if state["step"] == 0:
         evaluate(0.0, 0)
-    loss_sum, n_loss = 0.0, 0
+    loss_sum, n_loss, since = torch.zeros((), device=device), 0, state["step"] + 1  # since: first step summed
+
+    def check_finite(step: int) -> None:
+        """Read the summed loss once: NaN/inf anywhere in steps since..step makes the sum non-finite."""
+        if not torch.isfinite(loss_sum):
+            last = state["history"][-1]["step"] if state["history"] else 0
+            raise FloatingPointError(
+                f"{desc or 'training'}: the loss became {float(loss_sum)} between steps {since} and {step} (lr {lr_at(step, cfg):.3g}); "
+                f"stopped. The checkpoint (if any) still holds step {last}. Try a lower lr or grad_clip.")
+
     pbar = bar(cfg.steps, desc=desc, initial=state["step"])
     t0 = time.perf_counter()
     try:
@@ -341,29 +369,28 @@ def train(
             with amp:
                 out = task.loss(net, batch)
             loss, stats = out if isinstance(out, tuple) else (out, None)
-            if not torch.isfinite(loss):
-                last = state["history"][-1]["step"] if state["history"] else 0
-                raise FloatingPointError(
-                    f"{desc or 'training'}: loss is {loss.item()} at step {step} (lr {lr_at(step, cfg):.3g}); "
-                    f"stopped. The checkpoint (if any) still holds step {last}. Try a lower lr or grad_clip."
-                )
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
+                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
             if stats is not None and hasattr(task, "after_step"):
                 task.after_step(stats)  # e.g. an adaptive curriculum hears the batch's accuracy
-            loss_sum, n_loss = loss_sum + loss.item(), n_loss + 1
+            loss_sum, n_loss = loss_sum + loss.detach().float(), n_loss + 1  # stays on the device
             state["step"] = step + 1
+            if cfg.finite_every and state["step"] % cfg.finite_every == 0:
+                check_finite(state["step"])
             if cfg.snapshot_every and state["step"] % cfg.snapshot_every == 0:
                 state["snapshots"].append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             pbar.update(1)
             over_budget = cfg.max_minutes is not None and state["train_seconds"] + time.perf_counter() - t0 >= 60 * cfg.max_minutes
             if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps or over_budget:
+                check_finite(state["step"])  # always before a checkpoint
                 state["train_seconds"] += time.perf_counter() - t0
                 row = evaluate(loss_sum, n_loss)
-                loss_sum, n_loss = 0.0, 0
+                loss_sum, n_loss, since = torch.zeros((), device=device), 0, state["step"] + 1
                 state["stop_reason"] = stop_reason()
                 save()
                 pbar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith("val_")}, refresh=False)

@@ -250,10 +250,10 @@ def surface_batch(task: InContextRegression, n: int, device, seed: int = 4242):
     """One fixed batch of `n` fresh prompts (the loss-surface study's), on `device`."""
     import torch
 
-    from lib.tasks.regression import Batch, sample_xy, tokens
+    from lib.tasks.regression import RegressionBatch, sample_xy, tokens
 
     xs, ys = sample_xy(task.cfg, n, task.k, task.d, torch.Generator().manual_seed(seed))
-    return Batch(tokens(xs, ys).to(device), ys.to(device), task.d, None)
+    return RegressionBatch(tokens(xs, ys).to(device), ys.to(device), task.d, None)
 
 
 def surface_loss(model, batch):

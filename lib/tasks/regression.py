@@ -54,7 +54,7 @@ class RegressionConfig(Config):
         return {"sparse_linear": min(self.sparsity, d), "decision_tree": 1}.get(self.kind, d)
 
 
-class Batch(NamedTuple):
+class RegressionBatch(NamedTuple):
     z: torch.Tensor  # (B, 2k, D) tokens
     y: torch.Tensor  # (B, k) targets
     d: int  # active dims
@@ -110,7 +110,7 @@ class InContextRegression:
         self.spec = (cfg, dims, points, loops)  # what identifies this task in a checkpoint key
         self.d, self.k = dims.end, points.end
         xs, ys = sample_xy(cfg, cfg.val_size, self.k, self.d, torch.Generator().manual_seed(cfg.val_seed))
-        self.val = Batch(tokens(xs, ys), ys, self.d, None)
+        self.val = RegressionBatch(tokens(xs, ys), ys, self.d, None)
         self.val_xs = xs
 
     @classmethod
@@ -123,13 +123,13 @@ class InContextRegression:
         """The same task (same validation prompts) with another loop curriculum."""
         return InContextRegression(self.cfg, self.dims, self.points, loops)
 
-    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> Batch:
+    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> RegressionBatch:
         d, k = self.dims.at(step), self.points.at(step)
         xs, ys = sample_xy(self.cfg, batch_size, k, d, gen)
-        return Batch(tokens(xs, ys), ys, d, None if self.loops is None else self.loops.at(step))
+        return RegressionBatch(tokens(xs, ys), ys, d, None if self.loops is None else self.loops.at(step))
 
     @staticmethod
-    def loss(model, batch: Batch) -> torch.Tensor:
+    def loss(model, batch: RegressionBatch) -> torch.Tensor:
         """MSE of the predictions at x positions, averaged over the loss window's iterations
         (b from the loop curriculum, or the model's own)."""
         preds = train_predictions(model, batch.z, batch.loops)[:, :, 0::2]  # (T, B, k)
