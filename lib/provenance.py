@@ -100,6 +100,8 @@ def record(row: dict) -> None:
     out = os.environ.get(OUT_ENV)
     if not out:
         return
+    if not Path(out).is_dir():  # a runner's folder that is gone (its run ended): nothing to record into
+        return
     line = json.dumps(row, default=str) + "\n"
     fd = os.open(Path(out) / RUNS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:  # one write of one short line with O_APPEND: lines from several processes never interleave

@@ -219,6 +219,21 @@ def install(tmp: Path, name: str, md: str, out: Path) -> Path:
     return reports / f"{name}.md"
 
 
+@contextlib.contextmanager
+def environment(values: dict):
+    """Set environment variables for the duration of a block, then restore the previous ones."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _papermill_child(nb_path: str, out_path: str, params: dict, results) -> None:
     """The child process that runs papermill (and owns the kernel): nbclient installs its own signal
     handlers, so the runner keeps signals to itself by not running it in its own process."""
@@ -291,12 +306,11 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
     command = command or f"python -m lib.run {name} --config {config}"
     with tempfile.TemporaryDirectory(prefix=f"seqlab-{name}-") as tmp:
         tmp = Path(tmp)
-        os.environ[OUT_ENV] = str(tmp)
-        os.environ["SEQLAB_HEADLESS"] = "1"
-        os.environ[provenance.RETRAIN_STALE_ENV] = "1" if retrain_stale else "0"
+        env = {OUT_ENV: str(tmp), "SEQLAB_HEADLESS": "1", provenance.RETRAIN_STALE_ENV: "1" if retrain_stale else "0"}
         revision, started = git_revision(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         t0 = time.perf_counter()
-        failure = execute(nb_path, tmp / f"{name}.ipynb", params)
+        with environment(env):  # for the child process and its kernel only; the caller's environment is restored
+            failure = execute(nb_path, tmp / f"{name}.ipynb", params)
         if failure is not None:
             fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
             os.close(fd)

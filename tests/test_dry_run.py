@@ -14,6 +14,11 @@ def test_gpu_profile_dry_run(config, tmp_path, capsys):
     assert run.main([config.parent.name, "--config", str(config), "--dry-run", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "reports" / f"{config.parent.name}.md").read_text()
     assert f"| profile | `{config.stem}-dry-run`" in md and "Traceback" not in md
+    import os
+
+    from lib.report import OUT_ENV
+
+    assert OUT_ENV not in os.environ  # the runner's settings are for its child process only
 
 
 def test_dry_run_cuts_work_but_keeps_shapes():
