@@ -120,14 +120,14 @@ def _positive_int(name: str):
     return parse
 
 
-def _float_in(name: str, lo: float, hi: float, lo_open: bool = True):
+def _float_in(name: str, lo: float, hi: float):
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not (lo < v <= hi if lo_open else lo <= v <= hi) or v != v:
-            raise argparse.ArgumentTypeError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+        if not lo < v <= hi:  # also false for NaN
+            raise argparse.ArgumentTypeError(f"{name} must be in ({lo}, {hi}], got {v}")
         return v
     return parse
 

@@ -16,6 +16,7 @@ import nbformat
 
 from lib.config import Config, ConfigError, check_parameters, expand, read_config
 from lib.paths import CONFIGS, NOTEBOOKS
+from lib.studies import looped, selective_copy
 
 
 def notebook_path(name: str) -> Path:
@@ -108,22 +109,12 @@ def _has_looped(p: dict) -> bool:
 
 
 def _looped_configs(p: dict):
-    from lib.studies import looped
-
     return looped.model_configs(looped.settings(p), p["sweep"], p.get("mask_points"))
-
-
-def _copy_configs(p: dict):
-    from lib.models.conv_text import ConvTextConfig
-
-    return ConvTextConfig.sweep(p["sweep"], channels=p["channels"])
 
 
 # Each notebook's model configs, built from its parameters before its kernel starts (a bad sweep
 # entry is a one-line error then, not a failed cell).
-MODEL_CONFIGS = {**{nb: _looped_configs for nb in ("looped_vs_standard", "n_token_masking", "looped_n_layers", "learnable_loop_lr",
-                                                    "mamba_vs_looped_tf", "loss_surface")},
-                 "selective_copy": _copy_configs}
+MODEL_CONFIGS = {**{nb: _looped_configs for nb in looped.FAMILY}, "selective_copy": selective_copy.model_configs}
 
 # What a notebook's question needs of its parameters, checked before its kernel starts.
 REQUIRES = {

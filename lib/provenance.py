@@ -14,9 +14,11 @@ the header's rows.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 from lib.paths import ROOT, git_revision
@@ -83,9 +85,10 @@ def dependencies(*modules: str, root: Path = ROOT) -> list[str]:
     return sorted(f for f in files if any(f == w or f.startswith(w + "/") for w in WATCHED))
 
 
-def stale_for(revisions: list[str], code: list[str] | None) -> list[str]:
-    """The changed files (since any of `revisions`) among a run's `code` files (all WATCHED if unknown)."""
-    files = sorted({f for rev in revisions or ["unknown"] for f in stale_files(rev)})
+def stale_for(revisions: list[str], code: list[str] | None, changed=stale_files) -> list[str]:
+    """The changed files (since any of `revisions`) among a run's `code` files (all WATCHED if unknown).
+    `changed`: revision -> changed files (stale_files, or a memo of it over many runs)."""
+    files = sorted({f for rev in revisions or ["unknown"] for f in changed(rev)})
     return files if code is None or files == ["?"] else [f for f in files if f in code]
 
 
@@ -125,13 +128,11 @@ def summary(records: list[dict]) -> dict:
         seen.update({k: v for k, v in r.items() if k != "trained_steps"})
         seen["trained_now"] = seen["trained_now"] or r.get("trained_steps", 0) > 0
     rows = list(runs.values())
-    revisions: dict[str, int] = {}
-    for r in rows:
-        for rev in r.get("revisions") or ["unknown"]:
-            revisions[rev] = revisions.get(rev, 0) + 1
+    revisions = Counter(rev for r in rows for rev in r.get("revisions") or ["unknown"])
     stale = {}
+    changed = functools.lru_cache(maxsize=None)(stale_files)  # one `git diff` per revision, not per run
     for r in rows:
-        files = stale_for(r.get("revisions") or ["unknown"], r.get("code"))
+        files = stale_for(r.get("revisions") or ["unknown"], r.get("code"), changed)
         if files:
             stale[r.get("desc") or r.get("checkpoint")] = files
     now = [r for r in rows if r["trained_now"]]
@@ -141,16 +142,9 @@ def summary(records: list[dict]) -> dict:
         "loaded": len(rows) - len(now),
         "train_minutes": sum(r.get("train_minutes", 0.0) for r in rows),
         "train_minutes_now": sum(r.get("train_minutes", 0.0) for r in now),
-        "revisions": revisions,
+        "revisions": dict(revisions),
         "stale": stale,
-        "stop_reasons": _count(r.get("stop_reason") or "unfinished" for r in rows),
-        "precision": _count(str(r.get("amp", "?")) for r in rows),
-        "compile": _count(str(r.get("compile", "?")) for r in rows),
+        "stop_reasons": dict(Counter(r.get("stop_reason") or "unfinished" for r in rows)),
+        "precision": dict(Counter(str(r.get("amp", "?")) for r in rows)),
+        "compile": dict(Counter(str(r.get("compile", "?")) for r in rows)),
     }
-
-
-def _count(values) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out

@@ -139,7 +139,8 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
     if cost is not None:
         todo.sort(key=lambda r: -cost(r[0]))
     if backend == "ray":
-        return _train_with_ray(model_cls, todo, study, workers, ray_address, gpus_per_run) if todo else []
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        return _train_with_ray(model_cls, todo, study, workers, threads, ray_address, gpus_per_run) if todo else []
     if len(todo) < 2:
         return []
     n = min(workers, len(todo))
@@ -150,12 +151,12 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
     return done
 
 
-def _train_with_ray(model_cls, todo: list, study: str, workers: int, address: str | None, gpus_per_run: float) -> list[str]:
+def _train_with_ray(model_cls, todo: list, study: str, workers: int, threads: int, address: str | None,
+                    gpus_per_run: float) -> list[str]:
     import ray
 
     from lib.paths import CHECKPOINTS
 
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if not ray.is_initialized():
         kw = {"address": address} if address else {"num_cpus": max(1, workers) * threads}
         ray.init(**kw, include_dashboard=False, log_to_driver=False, configure_logging=False,

@@ -81,7 +81,7 @@ class Settings(Config):
 
 
 # The settings that do not change what a run learns (so every profile of the family may differ in them).
-NOT_IDENTITY = ("device", "compile", "workers", "evals_for_report")
+NOT_IDENTITY = ("device", "compile", "workers")
 
 
 def settings(ns: dict, **override) -> Settings:

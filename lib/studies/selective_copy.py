@@ -17,10 +17,15 @@ from lib.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
 STUDY = "selective_copy"
 
 
+def model_configs(p: dict) -> list[ConvTextConfig]:
+    """The sweep's model configs from the notebook's parameters."""
+    return ConvTextConfig.sweep(p["sweep"], channels=p["channels"])
+
+
 def runs(p: dict) -> tuple[SelectiveCopy, list[ConvTextConfig], dict]:
     """(task, model configs, TrainConfig keys) from the selective_copy notebook's parameters `p`."""
     task = SelectiveCopy(SelectiveCopyConfig(n_items=p["n_items"], area=p["area"], val_size=p["val_size"]))
-    configs = ConvTextConfig.sweep(p["sweep"], channels=p["channels"])
+    configs = model_configs(p)
     steps = math.ceil(p["samples"] / p["batch_size"])
     tcfg = dict(steps=steps, batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
                 grad_clip=p["grad_clip"], eval_every=eval_every(steps, p["evals"]), device=p["device"], compile=p["compile"])
