@@ -47,7 +47,7 @@ class UniformLength:
         self.length, self.min_keep, self.max_keep = length, min_keep, max_keep
 
     def keep(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randint(self.min_keep, self.max_keep + 1, (n,), generator=gen)
+        return torch.randint(self.min_keep, self.max_keep + 1, (n,), generator=gen, device=gen.device)
 
     def update(self, accuracy: float) -> None:
         pass
@@ -71,7 +71,7 @@ class AdaptiveLength:
         return self.target / self.length
 
     def keep(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        z = torch.randn(n, generator=gen)
+        z = torch.randn(n, generator=gen, device=gen.device)
         z = (z - z.min()) / (z.max() - z.min()).clamp(min=1e-12)
         s = (2 * z * (self.length - self.target)).clamp(0, self.length - 1)
         return self.length - s.floor().long()

@@ -3,7 +3,7 @@
 Nothing here knows about a particular model or task. A task is any object that satisfies
 `lib.contracts.Task`:
 
-    train_batch(batch_size, gen, step) -> batch     # a tuple/NamedTuple of tensors, on CPU
+    train_batch(batch_size, gen, step) -> batch     # a tuple/NamedTuple of tensors, drawn on gen.device
     loss(model, batch) -> loss or (loss, stats)      # the task owns its loss
     evaluate(model) -> dict[str, float]              # validation metrics, no grad
     after_step(stats)                                # optional: a curriculum hears the batch's stats
@@ -245,7 +245,7 @@ def train(
     precision, compiled = devices.resolve_precision(cfg.amp, device), devices.resolve_compile(cfg.compile, device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # tasks draw batches on the training device
     state = {"step": 0, "train_seconds": 0.0, "history": [], "snapshots": [], "stop_reason": None, "revisions": []}
     revision = git_revision()
     code = provenance.dependencies(type(model).__module__, type(task).__module__)  # the files this run's result depends on
@@ -258,7 +258,11 @@ def train(
         else:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"])
+            try:
+                gen.set_state(saved["generator"].cpu())
+            except RuntimeError:  # a checkpoint from another kind of device: its stream cannot continue here
+                gen.manual_seed(cfg.seed + saved["step"])
+                print(f"{desc or checkpoint}: generator state from another device; batches reseeded at step {saved['step']}")
             state = {k: saved.get(k, state[k]) for k in state}
             state["revisions"] = revisions
             if saved.get("task") is not None:

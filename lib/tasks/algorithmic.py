@@ -112,7 +112,7 @@ def targets(task: str, x: torch.Tensor, V: int) -> torch.Tensor:
         return x.flip(1)
     if task == "roll":  # y[i] = x[(i - x[0]) mod L]
         L = x.shape[1]
-        return x.gather(1, (torch.arange(L) - x[:, :1]) % L)
+        return x.gather(1, (torch.arange(L, device=x.device) - x[:, :1]) % L)
     if task == "roll_num":
         return (x + x[:, :1]) % V
     if task == "sort":
@@ -125,11 +125,11 @@ def targets(task: str, x: torch.Tensor, V: int) -> torch.Tensor:
 def blank_prefix(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Zero all but the last keep[i] positions of row i (the curriculum's shortening)."""
     L = x.shape[1]
-    return x.masked_fill(torch.arange(L) < (L - keep)[:, None], 0)
+    return x.masked_fill(torch.arange(L, device=x.device) < (L - keep)[:, None], 0)
 
 
 def sample_copy(cfg: AlgorithmicConfig, n: int, gen: torch.Generator, keep: torch.Tensor | None = None) -> AlgoBatch:
-    x = torch.randint(1, cfg.V, (n, cfg.length), generator=gen)
+    x = torch.randint(1, cfg.V, (n, cfg.length), generator=gen, device=gen.device)
     if keep is not None:
         x = blank_prefix(x, keep)
     return AlgoBatch(x, targets(cfg.task, x, cfg.V))
@@ -193,12 +193,13 @@ class Algorithmic:
         if cfg.task == "addition":
             pairs = torch.empty(0, dtype=torch.long)
             while len(pairs) < batch_size:  # draw operand pairs outside the held-out set
-                p = torch.randint(0, cfg.limit**2, (2 * batch_size,), generator=gen)
+                # encoded in Python on the CPU (one device read per batch on an accelerator)
+                p = torch.randint(0, cfg.limit**2, (2 * batch_size,), generator=gen, device=gen.device).cpu()
                 pairs = torch.cat([pairs, p[~self.val_pairs[p]]])
             pairs = pairs[:batch_size]
             return encode_addition(cfg, pairs // cfg.limit, pairs % cfg.limit)._replace(compute=compute)
         draw = lambda m: sample_copy(cfg, m, gen, self.lengths.keep(m, gen) if self.lengths else None)[:2]
-        x, y = self.heldout.fill(draw, batch_size)
+        x, y = self.heldout.fill(draw, batch_size, on_device=gen.device.type != "cpu")
         return AlgoBatch(x, y, compute)
 
     def loss(self, model, batch: AlgoBatch) -> torch.Tensor | tuple[torch.Tensor, dict]:
@@ -222,6 +223,7 @@ class Algorithmic:
     def evaluate(self, model, batch_size: int = 500, val: AlgoBatch | None = None, **compute) -> dict[str, float]:
         """Per-token accuracy and exact match (every target token right) on the held-out set (or `val`)."""
         val = self.val if val is None else val
+        self.heldout.check()  # no held-out row reached a device-drawn training batch
         device = next(model.parameters()).device
         right, exact = 0, 0
         for i in range(0, len(val.x), batch_size):

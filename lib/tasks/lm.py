@@ -74,6 +74,7 @@ class LMTask:
 
     def __init__(self, cfg: TextConfig, docs: list[str] | None = None):
         self.cfg = cfg
+        self._host_gen: torch.Generator | None = None  # see train_batch: only with an accelerator
         if docs is None:
             docs = stories(cfg.n_docs, cfg.seed) if cfg.corpus == "stories" else load_tinystories(cfg.path or None, n=cfg.n_docs)
         self.train_docs, self.val_docs = split_documents(docs, cfg.val_frac, cfg.seed)
@@ -96,8 +97,28 @@ class LMTask:
                 "chars_per_token": sum(map(len, self.train_docs)) / (len(self.train_stream) - len(self.train_docs))}
 
     def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> LMBatch:
+        """batch_size random windows of ctx + 1 tokens, cut on the CPU from the token stream.
+
+        With an accelerator's generator the windows come from a CPU generator seeded from it (kept in
+        the checkpoint through state_dict) and go out in pinned memory, so the loop's non-blocking
+        copy overlaps the previous step."""
+        on_host = gen.device.type == "cpu"
+        if not on_host:
+            if self._host_gen is None:
+                self._host_gen = torch.Generator().manual_seed(gen.initial_seed())
+            gen = self._host_gen
         starts = torch.randint(0, len(self.train_stream) - self.cfg.ctx - 1, (batch_size,), generator=gen)
-        return LMBatch(torch.stack([self.train_stream[s : s + self.cfg.ctx + 1] for s in starts.tolist()]))
+        x = self.train_stream[starts[:, None] + torch.arange(self.cfg.ctx + 1)]  # (B, ctx + 1)
+        return LMBatch(x if on_host else x.pin_memory())
+
+    def state_dict(self) -> dict:
+        """The host generator's state when batches are cut for an accelerator (None on the CPU)."""
+        return {"host_gen": None if self._host_gen is None else self._host_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("host_gen") is not None:
+            self._host_gen = torch.Generator()
+            self._host_gen.set_state(state["host_gen"].cpu())
 
     @staticmethod
     def loss(model, batch: LMBatch | tuple) -> torch.Tensor:

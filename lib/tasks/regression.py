@@ -63,26 +63,26 @@ class RegressionBatch(NamedTuple):
 
 def sample_xy(cfg: RegressionConfig, n: int, k: int, d: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """xs (n, k, D), ys (n, k) for n fresh functions of the task's kind with d active dims."""
-    D = cfg.n_dims
-    active = (torch.arange(D) < d).float()  # (D,)
-    xs = torch.randn(n, k, D, generator=gen) * active
+    D, dev = cfg.n_dims, gen.device  # drawn where the generator lives (the training device)
+    active = (torch.arange(D, device=dev) < d).float()  # (D,)
+    xs = torch.randn(n, k, D, generator=gen, device=dev) * active
     if cfg.kind in ("linear", "noisy_linear", "sparse_linear"):
-        w = torch.randn(n, D, generator=gen) * active
+        w = torch.randn(n, D, generator=gen, device=dev) * active
         if cfg.kind == "sparse_linear":  # keep `sparsity` random coordinates among the active ones
-            keep = torch.rand(n, d, generator=gen).argsort(dim=1)[:, : cfg.sparsity]
-            w = w * torch.zeros(n, D).scatter_(1, keep, 1.0)
+            keep = torch.rand(n, d, generator=gen, device=dev).argsort(dim=1)[:, : cfg.sparsity]
+            w = w * torch.zeros(n, D, device=dev).scatter_(1, keep, 1.0)
         ys = torch.einsum("nkd,nd->nk", xs, w)
         if cfg.kind == "noisy_linear":
-            ys = ys + cfg.noise * torch.randn(n, k, generator=gen)
+            ys = ys + cfg.noise * torch.randn(n, k, generator=gen, device=dev)
     elif cfg.kind == "relu_2nn":
-        w1 = torch.randn(n, D, cfg.hidden, generator=gen) * active[:, None]
-        w2 = torch.randn(n, cfg.hidden, generator=gen)
+        w1 = torch.randn(n, D, cfg.hidden, generator=gen, device=dev) * active[:, None]
+        w2 = torch.randn(n, cfg.hidden, generator=gen, device=dev)
         ys = (2 / cfg.hidden) ** 0.5 * torch.einsum("nkh,nh->nk", torch.relu(xs @ w1), w2)
     else:  # decision_tree: node i has children 2i+1 (x_c <= 0) and 2i+2 (x_c > 0)
         n_inner = 2**cfg.depth - 1
-        coords = torch.randint(0, d, (n, n_inner), generator=gen)
-        leaves = torch.randn(n, 2**cfg.depth, generator=gen)
-        node = torch.zeros(n, k, dtype=torch.long)
+        coords = torch.randint(0, d, (n, n_inner), generator=gen, device=dev)
+        leaves = torch.randn(n, 2**cfg.depth, generator=gen, device=dev)
+        node = torch.zeros(n, k, dtype=torch.long, device=dev)
         for _ in range(cfg.depth):
             c = coords.gather(1, node)  # (n, k) coordinate tested at each sample's node
             right = xs.gather(2, c[..., None]).squeeze(-1) > 0
@@ -94,7 +94,7 @@ def sample_xy(cfg: RegressionConfig, n: int, k: int, d: int, gen: torch.Generato
 def tokens(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     """(n, k, D), (n, k) -> (n, 2k, D): x_1, y~_1, x_2, y~_2, ..."""
     n, k, D = xs.shape
-    z = torch.zeros(n, 2 * k, D, dtype=xs.dtype)
+    z = torch.zeros(n, 2 * k, D, dtype=xs.dtype, device=xs.device)
     z[:, 0::2] = xs
     z[:, 1::2, 0] = ys
     return z

@@ -64,12 +64,13 @@ class CopyBatch(NamedTuple):
 
 def sample(cfg: SelectiveCopyConfig, n: int, *, gen: torch.Generator) -> CopyBatch:
     """n fresh samples. Letters go to distinct uniform cells; the answer lists them left to right."""
-    alphabet = torch.tensor(list(cfg.alphabet.encode()), dtype=torch.long)
-    cells = torch.rand(n, cfg.area, generator=gen).argsort(dim=1)[:, : cfg.n_items]  # (n, k) distinct cells
-    letters = alphabet[torch.rand(n, len(alphabet), generator=gen).argsort(dim=1)[:, : cfg.n_items]]  # (n, k)
-    area = torch.full((n, cfg.area), ord(cfg.blank), dtype=torch.long).scatter_(1, cells, letters)
+    dev = gen.device  # drawn where the generator lives (the training device)
+    alphabet = torch.tensor(list(cfg.alphabet.encode()), dtype=torch.long, device=dev)
+    cells = torch.rand(n, cfg.area, generator=gen, device=dev).argsort(dim=1)[:, : cfg.n_items]  # (n, k) distinct cells
+    letters = alphabet[torch.rand(n, len(alphabet), generator=gen, device=dev).argsort(dim=1)[:, : cfg.n_items]]  # (n, k)
+    area = torch.full((n, cfg.area), ord(cfg.blank), dtype=torch.long, device=dev).scatter_(1, cells, letters)
     answer = letters.gather(1, cells.argsort(dim=1))  # letters in order of their cells
-    delim = torch.tensor(list(cfg.delimiter.encode()), dtype=torch.long).expand(n, -1)
+    delim = torch.tensor(list(cfg.delimiter.encode()), dtype=torch.long, device=dev).expand(n, -1)
     y = torch.cat([area, delim, answer], dim=1)  # (n, T)
     x = y.clone()
     x[:, -cfg.n_items :] = MASK
@@ -100,7 +101,8 @@ class SelectiveCopy:
 
     def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> CopyBatch:
         """A training batch with every validation sample filtered out (re-drawn until full)."""
-        return CopyBatch(*self.heldout.fill(lambda m: sample(self.cfg, m, gen=gen), batch_size, key=1))
+        draw = lambda m: sample(self.cfg, m, gen=gen)
+        return CopyBatch(*self.heldout.fill(draw, batch_size, key=1, on_device=gen.device.type != "cpu"))
 
     @staticmethod
     def loss(model: torch.nn.Module, batch: CopyBatch) -> torch.Tensor:
@@ -129,6 +131,7 @@ class SelectiveCopy:
         val_error_pct is the error % over masked (answer) cells; the reference averages
         per-batch percentages over batches of 64, which equals this up to the ragged last batch.
         """
+        self.heldout.check()  # no held-out row reached a device-drawn training batch
         device = next(model.parameters()).device
         total: dict[str, float] = {}
         for i in range(0, self.cfg.val_size, batch_size):
