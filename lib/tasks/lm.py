@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import Config
-from lib.data.corpus import load_tinystories, stories
+from lib.data.corpus import load_tinystories, stories_with_nats
 from lib.data.tokenizers import BPETokenizer, ByteTokenizer
 
 @dataclass(frozen=True)
@@ -58,6 +58,19 @@ def token_stream(docs: list[str], tok) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def entropy_floor(docs: list[str], nats: dict[str, float], tok, n_tokens: int) -> float:
+    """Bits per character of the best possible model on the documents that lie wholly within the
+    first `n_tokens` of the stream (the validation windows' span), each read from its start: the
+    grammar's exact -log p of those stories over their characters."""
+    used, total_nats, total_chars = 0, 0.0, 0
+    for d in docs:
+        used += len(tok.encode(d)) + 1  # the document and its <eos>
+        if used > n_tokens and total_chars:  # (a span shorter than one story uses that story)
+            break
+        total_nats, total_chars = total_nats + nats[d], total_chars + len(d)
+    return total_nats / total_chars / math.log(2)
+
+
 def unigram_entropy(stream: torch.Tensor) -> float:
     """Entropy of the token frequencies, nats per token: the loss of the best context-free model."""
     counts = torch.bincount(stream).double()
@@ -75,8 +88,12 @@ class LMTask:
     def __init__(self, cfg: TextConfig, docs: list[str] | None = None):
         self.cfg = cfg
         self._host_gen: torch.Generator | None = None  # see train_batch: only with an accelerator
-        if docs is None:
-            docs = stories(cfg.n_docs, cfg.seed) if cfg.corpus == "stories" else load_tinystories(cfg.path or None, n=cfg.n_docs)
+        nats = None  # -log p of each generated story (the grammar knows it), for the entropy floor
+        if docs is None and cfg.corpus == "stories":
+            pairs = stories_with_nats(cfg.n_docs, cfg.seed)
+            docs, nats = [t for t, _ in pairs], dict(pairs)
+        elif docs is None:
+            docs = load_tinystories(cfg.path or None, n=cfg.n_docs)
         self.train_docs, self.val_docs = split_documents(docs, cfg.val_frac, cfg.seed)
         self.tok = ByteTokenizer() if cfg.tokenizer == "bytes" else BPETokenizer.train(self.train_docs, cfg.vocab)
         self.train_stream, self.val_stream = token_stream(self.train_docs, self.tok), token_stream(self.val_docs, self.tok)
@@ -84,6 +101,10 @@ class LMTask:
         if n < 1 or len(self.train_stream) <= cfg.ctx + 1:
             raise ValueError(f"corpus too small for ctx={cfg.ctx}: {len(self.train_stream)} train / {len(self.val_stream)} validation tokens")
         self.val_x = torch.stack([self.val_stream[i * cfg.ctx : i * cfg.ctx + cfg.ctx + 1] for i in range(n)])
+        # bits per character of the validation targets (tokenizer-free): nats/token * tokens / chars / ln 2
+        chars = sum(len(self.tok.decode(w[1:].tolist())) for w in self.val_x)
+        self.bits_per_nat_token = n * cfg.ctx / chars / math.log(2)
+        self.floor_bpc = None if nats is None else entropy_floor(self.val_docs, nats, self.tok, n * cfg.ctx + 1)
         self.spec = (cfg,)  # what identifies this task in a checkpoint key
 
     @property
@@ -94,7 +115,9 @@ class LMTask:
         return {"train_docs": len(self.train_docs), "val_docs": len(self.val_docs), "train_tokens": len(self.train_stream),
                 "val_tokens": len(self.val_stream), "vocab": self.vocab_size,
                 "unigram_entropy": unigram_entropy(self.train_stream),
-                "chars_per_token": sum(map(len, self.train_docs)) / (len(self.train_stream) - len(self.train_docs))}
+                "chars_per_token": sum(map(len, self.train_docs)) / (len(self.train_stream) - len(self.train_docs)),
+                "unigram_bpc": unigram_entropy(self.train_stream) * len(self.train_stream) / sum(map(len, self.train_docs)) / math.log(2),
+                "floor_bpc": self.floor_bpc}
 
     def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> LMBatch:
         """batch_size random windows of ctx + 1 tokens, cut on the CPU from the token stream.
@@ -134,7 +157,7 @@ class LMTask:
             x = self.val_x[i : i + batch_size].to(device)
             total += self.loss(model, LMBatch(x)).item() * len(x)
         val = total / len(self.val_x)
-        return {"val_loss": val, "val_ppl": math.exp(min(val, 50.0))}
+        return {"val_loss": val, "val_ppl": math.exp(min(val, 50.0)), "val_bpc": val * self.bits_per_nat_token}
 
     def meta(self) -> dict:
         """What generation needs from this task, saved in checkpoints: the tokenizer."""
