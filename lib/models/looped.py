@@ -127,6 +127,27 @@ def train_predictions(model, z: torch.Tensor, b: int | None = None) -> torch.Ten
     return model(z, iters=b, keep=window, grad_last=window)
 
 
+def recur(backbone: nn.Module, E: torch.Tensor, scale, read_out, iters: int, keep: int = 1, grad_last: int | None = None,
+          state_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The loop: H_0 = 0, H_t = backbone(mask * H_{t-1} + scale(t) * E); read_out(H_t) of the last
+    `keep` of `iters` iterations, stacked (keep, ...). Iterations before the last `grad_last` run
+    without gradient. Shared by Looped (regression) and SeqModel (any task)."""
+    if not 1 <= keep <= iters:
+        raise ValueError(f"keep={keep} must be in [1, iters={iters}]")
+    H = torch.zeros_like(E)
+    mask = None if state_mask is None else state_mask.to(E.dtype).view(1, -1, 1)
+    outs = []
+    grad = torch.is_grad_enabled()
+    for t in range(iters):
+        with torch.set_grad_enabled(grad and (grad_last is None or t >= iters - grad_last)):
+            if mask is not None:
+                H = H * mask
+            H = backbone(H + scale(t) * E)
+            if t >= iters - keep:
+                outs.append(read_out(H))
+    return torch.stack(outs)
+
+
 class Looped(nn.Module):
     def __init__(self, cfg: LoopedConfig, backbone: nn.Module | None = None):
         super().__init__()
@@ -164,21 +185,8 @@ class Looped(nn.Module):
         (the input injection E is never masked).
         """
         iters = self.cfg.b if iters is None else iters
-        if not 1 <= keep <= iters:
-            raise ValueError(f"keep={keep} must be in [1, iters={iters}]")
-        E = self.read_in(z)  # (B, N, e)
-        H = torch.zeros_like(E)
-        mask = None if state_mask is None else state_mask.to(E.dtype).view(1, -1, 1)
-        outs = []
-        grad = torch.is_grad_enabled()
-        for t in range(iters):
-            with torch.set_grad_enabled(grad and (grad_last is None or t >= iters - grad_last)):
-                if mask is not None:
-                    H = H * mask
-                H = self.backbone(H + self.scale(t) * E)
-                if t >= iters - keep:
-                    outs.append(self.read_out(H).squeeze(-1))  # (B, N)
-        return torch.stack(outs)
+        return recur(self.backbone, self.read_in(z), self.scale, lambda H: self.read_out(H).squeeze(-1), iters, keep, grad_last,
+                     state_mask)
 
     def compile_parts(self) -> "Looped":
         """torch.compile the loop body in place (the Python loop around it stays eager: dynamo

@@ -1,0 +1,99 @@
+"""The block x task grid's parts (#17): every body in one sequence model, recall tasks against
+plain-Python oracles, state sizes against the states the bodies really keep."""
+import pytest
+import torch
+
+from lib.models.bodies import BODIES, BodyConfig, state_size
+from lib.models.looped import Looped, LoopedConfig
+from lib.models.seq import SeqConfig, SeqModel
+from lib.tasks.recall import IGNORE, Recall, RecallConfig, sample_induction, sample_mqar
+
+KINDS = sorted(BODIES)
+
+
+def body(kind, **kw):
+    return BodyConfig(**{"kind": kind, "d_model": 32, "n_layer": 2, "n_head": 4, "d_state": 8, "d_head": 16, "ctx": 64, **kw})
+
+
+def test_mqar_matches_a_plain_python_oracle():
+    cfg = RecallConfig(kind="mqar", vocab=32, seq_len=48, pairs=6)
+    b = sample_mqar(cfg, 200, torch.Generator().manual_seed(0))
+    for x, y in zip(b.x.tolist(), b.y.tolist()):
+        context = {x[i]: x[i + 1] for i in range(0, 2 * cfg.pairs, 2)}  # key -> value
+        assert len(context) == cfg.pairs and all(0 < k < 16 <= v < 32 for k, v in context.items())
+        asked = [j for j, t in enumerate(y) if t != IGNORE]
+        assert len(asked) == cfg.pairs and all(j >= 2 * cfg.pairs for j in asked)
+        assert sorted(x[j] for j in asked) == sorted(context)  # every key asked once
+        assert all(y[j] == context[x[j]] for j in asked)
+
+
+def test_induction_matches_a_plain_python_oracle():
+    cfg = RecallConfig(kind="induction", vocab=20, seq_len=30)
+    b = sample_induction(cfg, 200, torch.Generator().manual_seed(1))
+    for x, y in zip(b.x.tolist(), b.y.tolist()):
+        first = x.index(19)
+        assert first < 28 and x[-1] == 19 and 19 not in x[first + 1 : -1]
+        assert y[:-1] == [IGNORE] * 29 and y[-1] == x[first + 1]
+
+
+def test_recall_training_batches_hold_out_the_validation_set():
+    task = Recall(RecallConfig(kind="induction", vocab=4, seq_len=5, val_size=40))  # a tiny space: collisions are common
+    g = torch.Generator().manual_seed(0)
+    held = {tuple(r) for r in task.val.x.tolist()}
+    for _ in range(5):
+        assert not held & {tuple(r) for r in task.train_batch(64, g).x.tolist()}
+    assert task.heldout.skipped > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_body_is_causal_on_tokens(kind):
+    torch.manual_seed(0)
+    model = SeqModel(SeqConfig(body=body(kind), vocab=16, n_out=16)).eval()
+    x = torch.randint(0, 16, (2, 24))
+    j = 13
+    x2 = x.clone()
+    x2[:, j] = (x2[:, j] + 1) % 16
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    assert torch.allclose(a[:, :j], b[:, :j], atol=1e-6)  # a later token never changes an earlier output
+    assert not torch.allclose(a[:, j:], b[:, j:])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_looped_once_is_the_plain_body(kind):
+    torch.manual_seed(0)
+    model = SeqModel(SeqConfig(body=body(kind), vocab=16, n_out=16, b=1)).eval()
+    x = torch.randint(0, 16, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(model(x), model.read_out(model.backbone(model.read_in(x))))
+
+
+def test_seq_model_loops_exactly_like_the_regression_wrapper():
+    torch.manual_seed(0)
+    ref = Looped(LoopedConfig(d_in=5, n_embd=32, n_head=4, n_layer=1, n_positions=64, b=3, T=2)).eval()
+    seq = SeqModel(SeqConfig(body=body("attention", n_layer=1), d_in=5, b=3, T=2)).eval()
+    seq.load_state_dict(ref.state_dict(), strict=False)
+    assert set(seq.state_dict()) == set(ref.state_dict())
+    z = torch.randn(2, 10, 5)
+    with torch.no_grad():
+        assert torch.allclose(seq(z, keep=2), ref(z, keep=2), atol=1e-6)
+        assert torch.allclose(seq(z, iters=7), ref(z, iters=7)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["attention", "mamba", "ssd"])
+def test_state_size_is_what_step_keeps(kind):
+    cfg = body(kind)
+    m = BODIES[kind].build(cfg).eval()
+    n = 9
+    with torch.no_grad():
+        _, state = m.step(torch.randn(1, n, 32))
+    tensors = [t for t in torch.utils._pytree.tree_leaves(state) if isinstance(t, torch.Tensor)]
+    assert sum(t.numel() for t in tensors) == state_size(cfg, n)
+
+
+def test_state_size_formulas_on_small_cases():
+    conv = body("conv", d_model=4, n_layer=3, kernel_size=3)  # dilations 1, 2, 4: window 1 + 2 (1 + 2 + 4) = 15
+    assert state_size(conv, 100) == 4 * 14
+    assert state_size(body("mixer", d_model=8, ctx=64), 10) == 80 and state_size(body("mixer", d_model=8, ctx=64), 100) == 512
+    hybrid, ssd1 = body("hybrid", n_layer=3), body("ssd", n_layer=2)
+    assert state_size(hybrid, 10) == state_size(ssd1, 10) + 2 * 32 * 10  # two SSD layers + one attention layer
