@@ -6,7 +6,7 @@ import torch
 from lib.models.bodies import BODIES, BodyConfig, state_size
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.seq import SeqConfig, SeqModel
-from lib.tasks.recall import IGNORE, Recall, RecallConfig, sample_induction, sample_mqar
+from lib.tasks.recall import IGNORE, Recall, RecallConfig, sample_induction, sample_mqar, sample_selective
 
 KINDS = sorted(BODIES)
 
@@ -78,6 +78,13 @@ def test_seq_model_loops_exactly_like_the_regression_wrapper():
     with torch.no_grad():
         assert torch.allclose(seq(z, keep=2), ref(z, keep=2), atol=1e-6)
         assert torch.allclose(seq(z, iters=7), ref(z, iters=7)[0], atol=1e-6)
+    mask = torch.ones(10)
+    mask[2:6] = 0
+    with torch.no_grad():
+        assert torch.allclose(seq(z, iters=5, keep=1, state_mask=mask), ref(z, iters=5, state_mask=mask), atol=1e-6)
+    # the regression task's training predictions: the same for both models
+    from lib.models.looped import train_predictions
+    assert torch.allclose(train_predictions(seq, z), train_predictions(ref, z), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["attention", "mamba", "ssd"])
@@ -97,3 +104,38 @@ def test_state_size_formulas_on_small_cases():
     assert state_size(body("mixer", d_model=8, ctx=64), 10) == 80 and state_size(body("mixer", d_model=8, ctx=64), 100) == 512
     hybrid, ssd1 = body("hybrid", n_layer=3), body("ssd", n_layer=2)
     assert state_size(hybrid, 10) == state_size(ssd1, 10) + 2 * 32 * 10  # two SSD layers + one attention layer
+
+
+def test_selective_copying_in_the_mamba_papers_form():
+    cfg = RecallConfig(kind="selective", vocab=10, seq_len=40, pairs=5)
+    b = sample_selective(cfg, 100, torch.Generator().manual_seed(3))
+    for x, y in zip(b.x.tolist(), b.y.tolist()):
+        data = [t for t in x[:35] if t != 0]  # the data tokens of the noise area, in order
+        assert len(data) == 5 and x[35:] == [9] * 5 and y[35:] == data and y[:35] == [IGNORE] * 35
+
+
+@pytest.mark.parametrize("task", ["copy", "flip", "cumsum", "addition"])
+def test_algorithmic_tasks_as_causal_sequences(task):
+    from lib.tasks.algo_sequence import AlgoSequence
+    from lib.tasks.algorithmic import AlgorithmicConfig, decode_number
+
+    cfg = AlgorithmicConfig(task=task, V=8, length=6, limit=50, base=10, val_size=100)
+    t = AlgoSequence(cfg)
+    b = t.train_batch(16, torch.Generator().manual_seed(0))
+    assert b.x.shape == b.y.shape == (16, t.seq_len) and int(b.x.max()) < t.vocab
+    for x, y in zip(b.x.tolist(), b.y.tolist()):
+        inp, out = x[: cfg.in_len], y[cfg.in_len :]
+        assert y[: cfg.in_len] == [IGNORE] * cfg.in_len and x[cfg.in_len :] == [t.query] * cfg.out_len
+        if task == "copy":
+            assert out == inp
+        elif task == "flip":
+            assert out == inp[::-1]
+        elif task == "cumsum":
+            assert out == [sum(inp[: i + 1]) % cfg.V for i in range(len(inp))]
+        else:  # the operands' digits are read back from the tokens: a + b
+            digits = [d for d in inp if d < cfg.base or d == cfg.PLUS]
+            cut = digits.index(cfg.PLUS)
+            a, c = decode_number(digits[:cut] + [cfg.PAD], cfg), decode_number(digits[cut + 1 :] + [cfg.PAD], cfg)
+            assert decode_number(out, cfg) == a + c
+    model = SeqModel(SeqConfig(body=body("attention", ctx=t.seq_len), vocab=t.vocab, n_out=t.vocab))
+    assert 0 <= t.evaluate(model)["val_acc"] <= 1 and t.loss(model, b).isfinite()

@@ -67,16 +67,25 @@ class SeqModel(nn.Module):
         y = self.read_out(H)
         return y if self.cfg.n_out else y.squeeze(-1)
 
-    def forward(self, x: torch.Tensor, iters: int | None = None, keep: int = 1, grad_last: int | None = None) -> torch.Tensor:
-        """Outputs of the last iteration (B, N, n_out) or (B, N); with keep > 1 the last `keep`
-        iterations stacked (keep, B, N, ...)."""
-        out = recur(self.backbone, self.read_in(x), self.scale, self.head, self.cfg.b if iters is None else iters, keep, grad_last)
-        return out[0] if keep == 1 else out
+    def forward(self, x: torch.Tensor, iters: int | None = None, keep: int | None = None, grad_last: int | None = None,
+                state_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last iteration's outputs (B, N, n_out) or (B, N); with `keep` given, the last `keep`
+        iterations stacked (keep, B, N, ...), as Looped returns them (the regression task's calls).
 
-    def train_predictions(self, x: torch.Tensor) -> torch.Tensor:
+        Training without `grad_last` back-propagates through the last T iterations only (truncated
+        backprop, as the looped family trains), so a task whose loss calls model(x) trains a looped
+        body the same way."""
+        iters = self.cfg.b if iters is None else iters
+        if grad_last is None and self.training and torch.is_grad_enabled():
+            grad_last = min(self.cfg.T, iters)
+        out = recur(self.backbone, self.read_in(x), self.scale, self.head, iters, keep or 1, grad_last, state_mask)
+        return out[0] if keep is None else out
+
+    def train_predictions(self, x: torch.Tensor, b: int | None = None) -> torch.Tensor:
         """(T', B, N, ...): the iterations in the training loss, T' = min(T, b), with gradient."""
-        window = min(self.cfg.T, self.cfg.b)
-        return self(x, keep=window, grad_last=window) if window > 1 else self(x, grad_last=1)[None]
+        b = self.cfg.b if b is None else b
+        window = min(self.cfg.T, b)
+        return self(x, iters=b, keep=window, grad_last=window)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -11,6 +11,11 @@ MQAR (Arora et al. 2023, "Zoology"; the format of HazyResearch/zoology's `multiq
 Induction heads: random tokens with a trigger token t at a random position p; the last token is t
 again and the target there is the token that followed the first t (labels -100 elsewhere).
 
+Selective copying in the Mamba paper's form (Gu & Dao 2023, section 4.1.1): P data tokens
+(1 .. V - 2) at random positions of a noise area (token 0), then P marker tokens (V - 1); at the
+markers the model outputs the data tokens in order. (Seed 000's form, letters in a blank area with
+the answer masked, is lib/tasks/selective_copy.py.)
+
 Both draw on the generator's device; the validation set is fixed and held out (lib.tasks.heldout).
 Difficulty knobs: vocabulary V, sequence length N, pairs P (MQAR).
 """
@@ -35,7 +40,7 @@ class TokenBatch(NamedTuple):
 
 @dataclass(frozen=True)
 class RecallConfig(Config):
-    kind: str = "mqar"  # 'mqar' or 'induction'
+    kind: str = "mqar"  # 'mqar', 'induction' or 'selective'
     vocab: int = 64  # V
     seq_len: int = 64  # N
     pairs: int = 8  # P (mqar)
@@ -44,13 +49,16 @@ class RecallConfig(Config):
     val_seed: int = 4321
 
     def __post_init__(self):
-        if self.kind not in ("mqar", "induction"):
-            raise ValueError(f"kind must be one of ['induction', 'mqar'], got {self.kind!r}")
+        if self.kind not in SAMPLERS:
+            raise ValueError(f"kind must be one of {sorted(SAMPLERS)}, got {self.kind!r}")
         if self.kind == "mqar":
             if self.pairs < 1 or self.pairs > self.vocab // 2 - 1:
                 raise ValueError(f"pairs must be in [1, vocab / 2 - 1 = {self.vocab // 2 - 1}], got {self.pairs}")
             if (self.seq_len - 2 * self.pairs) // 2 < self.pairs:
                 raise ValueError(f"seq_len={self.seq_len} leaves no room for {self.pairs} queries after the context")
+        elif self.kind == "selective":
+            if self.pairs < 1 or self.seq_len < 2 * self.pairs or self.vocab < 3:
+                raise ValueError(f"selective copying needs pairs >= 1, seq_len >= 2 pairs, vocab >= 3; got {self.pairs}, {self.seq_len}, {self.vocab}")
         elif self.seq_len < 4 or self.vocab < 3:
             raise ValueError(f"induction needs seq_len >= 4 and vocab >= 3, got {self.seq_len}, {self.vocab}")
 
@@ -87,31 +95,36 @@ def sample_induction(cfg: RecallConfig, n: int, gen: torch.Generator) -> TokenBa
     return TokenBatch(x, y)
 
 
-SAMPLERS = {"mqar": sample_mqar, "induction": sample_induction}
+def sample_selective(cfg: RecallConfig, n: int, gen: torch.Generator) -> TokenBatch:
+    dev, V, P, N = gen.device, cfg.vocab, cfg.pairs, cfg.seq_len
+    area = N - P
+    cells = torch.rand(n, area, generator=gen, device=dev).argsort(1)[:, :P].sort(1).values  # (n, P) in order
+    data = torch.randint(1, V - 1, (n, P), generator=gen, device=dev)
+    x = torch.zeros(n, N, dtype=torch.long, device=dev).scatter_(1, cells, data)
+    x[:, area:] = V - 1
+    y = torch.full((n, N), IGNORE, dtype=torch.long, device=dev)
+    y[:, area:] = data
+    return TokenBatch(x, y)
 
 
-class Recall:
-    """The task object for the training loop (plain or looped SeqModel with n_out = vocab)."""
+SAMPLERS = {"mqar": sample_mqar, "induction": sample_induction, "selective": sample_selective}
 
-    def __init__(self, cfg: RecallConfig):
-        self.cfg = cfg
-        self.spec = (cfg,)
-        self.val = SAMPLERS[cfg.kind](cfg, cfg.val_size, torch.Generator().manual_seed(cfg.val_seed))
-        self.heldout = HeldOut(self.val.x)
 
-    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> TokenBatch:
-        draw = lambda m: SAMPLERS[self.cfg.kind](self.cfg, m, gen)
-        return TokenBatch(*self.heldout.fill(draw, batch_size, on_device=gen.device.type != "cpu"))
+class TokenTask:
+    """Loss and evaluation of any task whose batches are TokenBatch (labels at some positions)."""
+
+    val: TokenBatch
+    heldout: HeldOut
 
     @staticmethod
     def loss(model, batch: TokenBatch) -> torch.Tensor:
-        """Cross-entropy at the labelled positions, averaged over the loss window's iterations."""
-        logits = model.train_predictions(batch.x)  # (T', B, N, V)
-        return torch.stack([F.cross_entropy(l.flatten(0, 1).float(), batch.y.flatten(), ignore_index=IGNORE) for l in logits]).mean()
+        """Cross-entropy at the labelled positions (of the last iteration, for a looped model)."""
+        logits = model(batch.x)  # (B, N, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), ignore_index=IGNORE)
 
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 500, iters: int | None = None, val: TokenBatch | None = None) -> dict[str, float]:
-        """Accuracy at the labelled positions (and the fraction of sequences with all of them right)."""
+        """Accuracy at the labelled positions, and the fraction of sequences with all of them right."""
         self.heldout.check()
         val = self.val if val is None else val
         device = next(model.parameters()).device
@@ -124,3 +137,24 @@ class Recall:
             total += int(asked.sum())
             exact += int(((pred == y) | ~asked).all(1).sum())
         return {"val_acc": right / total, "val_exact": exact / len(val.x)}
+
+
+class Recall(TokenTask):
+    """The task object for the training loop (plain or looped SeqModel with n_out = vocab)."""
+
+    def __init__(self, cfg: RecallConfig):
+        self.cfg = cfg
+        self.spec = (cfg,)
+        self.vocab = cfg.vocab
+        self.val = SAMPLERS[cfg.kind](cfg, cfg.val_size, torch.Generator().manual_seed(cfg.val_seed))
+        self.heldout = HeldOut(self.val.x)
+
+    def train_batch(self, batch_size: int, gen: torch.Generator, step: int = 0) -> TokenBatch:
+        draw = lambda m: SAMPLERS[self.cfg.kind](self.cfg, m, gen)
+        return TokenBatch(*self.heldout.fill(draw, batch_size, on_device=gen.device.type != "cpu"))
+
+    def at_length(self, seq_len: int, n: int = 500, seed: int = 777) -> TokenBatch:
+        """A fixed evaluation set at another sequence length (length extrapolation)."""
+        import dataclasses
+
+        return SAMPLERS[self.cfg.kind](dataclasses.replace(self.cfg, seq_len=seq_len), n, torch.Generator().manual_seed(seed))
