@@ -139,3 +139,47 @@ def test_algorithmic_tasks_as_causal_sequences(task):
             assert decode_number(out, cfg) == a + c
     model = SeqModel(SeqConfig(body=body("attention", ctx=t.seq_len), vocab=t.vocab, n_out=t.vocab))
     assert 0 <= t.evaluate(model)["val_acc"] <= 1 and t.loss(model, b).isfinite()
+
+
+def test_width_is_solved_to_the_parameter_target():
+    from lib.studies.grid import GridSettings, TASKS, model_config
+
+    s = GridSettings(params=30_000)
+    gt = TASKS["induction"]["easy"]
+    task = gt.build()
+    for kind in KINDS:
+        for looped in (False, True):
+            cfg = model_config(s, kind, looped, task, gt)
+            n = SeqModel(cfg).n_params()
+            wider = SeqModel(SeqConfig(body=BodyConfig(**{**cfg.body.__dict__, "d_model": cfg.body.d_model + 16}),
+                                       vocab=cfg.vocab, n_out=cfg.n_out, b=cfg.b, T=cfg.T)).n_params()
+            assert abs(n - 30_000) <= abs(wider - 30_000), (kind, looped, n)  # no wider model is closer
+
+
+def test_grid_counts_trains_scores_and_resumes(monkeypatch, tmp_path):
+    import lib.studies.grid as grid
+    from lib.paths import CHECKPOINTS
+
+    monkeypatch.setattr(grid, "STUDY", f"test_grid_{tmp_path.name}")
+    s = grid.GridSettings(bodies=("attention", "conv"), tasks=("induction", "linear"), params=4000, layers=1, b=2, lrs=(1e-3, 3e-3),
+                          seeds=(0, 1), steps=6, batch_size=8, warmup_steps=0, evals=2, device="cpu")
+    assert len(grid.expand(s)) == 2 * 2 * 2 * 2 and grid.n_runs(s) == 2 * 2 * 2 * (2 + 1)
+    try:
+        cut = grid.GridSettings(**{**s.__dict__, "tasks": ("induction",)})
+        grid.run(cut)  # a cut grid
+        folder = CHECKPOINTS / grid.STUDY
+        before = {p: p.stat().st_mtime_ns for p in folder.glob("*.pt")}
+        assert len(before) == grid.n_runs(cut)
+        table, history = grid.run(s)  # resumes: the finished cells are loaded, not retrained
+        assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+        assert len(list(folder.glob("*.pt"))) == grid.n_runs(s)
+        assert len(table) == 2 * 2 * 2 * 2 and table.score.between(-10, 1).all()
+        looped = table[table.looped]
+        assert looped.stability.notna().all() and table[~table.looped].stability.isna().all()
+        assert table[table.task == "induction"].score_len4x.notna().all()
+        assert set(table.columns) >= {"body", "looped", "layers", "b", "params", "state_size", "task", "difficulty", "lr", "seed",
+                                      "score", "score_past_b", "train_minutes", "samples_per_s"}
+    finally:
+        import shutil
+
+        shutil.rmtree(CHECKPOINTS / grid.STUDY, ignore_errors=True)

@@ -1,0 +1,239 @@
+"""The block x task grid's wiring: every body (lib/models/bodies.py), plain and looped, on every
+task, iso-parameter, with a small lr sweep and seeds (issue #17).
+
+    settings = GridSettings.load(params)
+    cells = expand(settings)                 # one Cell per (body, looped, task, level, lr, seed)
+    table = run(settings)                    # trains what is missing (resumable), scores every cell
+
+Protocol. Every (body, plain/looped) is sized to `params` parameters by solving its width
+(`solve_width`, multiples of 16). The lr sweep runs on the first seed; the best lr on validation
+then runs every seed. Looped cells (L = 1, b iterations, T = b: full backprop) are scored at b, 2b,
+4b and 10b; stability = worst error up to 10b / error at b. Token tasks are scored by accuracy at the
+labelled positions; regression by 1 - error (SE/E[y^2] at the last position), so higher is better
+everywhere. Length extrapolation: token tasks that can be drawn longer are scored at 2n and 4n.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+import torch.nn as nn
+
+from lib.config import Config
+from lib.models.bodies import BODIES, BodyConfig, state_size
+from lib.models.seq import SeqConfig, SeqModel
+from lib.tasks.algo_sequence import AlgoSequence
+from lib.tasks.algorithmic import AlgorithmicConfig
+from lib.tasks.recall import Recall, RecallConfig
+from lib.tasks.regression import InContextRegression
+from lib.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
+
+STUDY = "block_task_grid"
+
+
+@dataclass(frozen=True)
+class GridTask:
+    """A task of the grid at one difficulty: how to build it and how to read its score."""
+
+    build: Callable[[], Any]
+    inputs: str  # 'tokens' or 'vectors'
+    score: Callable[[dict], float]  # evaluate()'s metrics -> higher-is-better score
+    extrapolates: bool = False  # can be drawn at 2n and 4n (Recall.at_length)
+
+
+def _recall(kind: str, **kw) -> GridTask:
+    return GridTask(lambda: Recall(RecallConfig(kind=kind, **kw)), "tokens", lambda m: m["val_acc"], extrapolates=True)
+
+
+def _algo(task: str, **kw) -> GridTask:
+    return GridTask(lambda: AlgoSequence(AlgorithmicConfig(task=task, **kw)), "tokens", lambda m: m["val_acc"])
+
+
+def _regression(kind: str, **kw) -> GridTask:
+    return GridTask(lambda: InContextRegression.of(kind, **kw), "vectors", lambda m: 1 - m["val_error"])
+
+
+# Tasks by name and difficulty level: the knobs the issue names (vocabulary, length, pairs).
+TASKS: dict[str, dict[str, GridTask]] = {
+    "mqar": {"easy": _recall("mqar", vocab=64, seq_len=64, pairs=8, val_size=500),
+             "hard": _recall("mqar", vocab=128, seq_len=128, pairs=24, val_size=500)},
+    "induction": {"easy": _recall("induction", vocab=16, seq_len=32, val_size=500),
+                  "hard": _recall("induction", vocab=64, seq_len=128, val_size=500)},
+    "selective_mamba": {"easy": _recall("selective", vocab=16, seq_len=64, pairs=8, val_size=500),
+                        "hard": _recall("selective", vocab=16, seq_len=256, pairs=16, val_size=500)},
+    "selective_copy": {"easy": GridTask(lambda: SelectiveCopy(SelectiveCopyConfig(val_size=500)), "tokens",
+                                        lambda m: 1 - m["val_error_pct"] / 100)},
+    "copy": {"easy": _algo("copy", V=16, length=10, val_size=500), "hard": _algo("copy", V=16, length=20, val_size=500)},
+    "flip": {"easy": _algo("flip", V=16, length=10, val_size=500), "hard": _algo("flip", V=16, length=20, val_size=500)},
+    "cumsum": {"easy": _algo("cumsum", V=10, length=10, val_size=500), "hard": _algo("cumsum", V=16, length=20, val_size=500)},
+    "addition": {"easy": _algo("addition", base=16, limit=256, val_size=500), "hard": _algo("addition", base=16, limit=4096, val_size=500)},
+    "linear": {"easy": _regression("linear", n_dims=4, points=12, val_size=500), "hard": _regression("linear", n_dims=8, points=24, val_size=500)},
+    "noisy_linear": {"easy": _regression("noisy_linear", n_dims=4, points=12, val_size=500)},
+    "sparse_linear": {"easy": _regression("sparse_linear", n_dims=8, points=12, val_size=500)},
+}
+
+
+@dataclass(frozen=True)
+class GridSettings(Config):
+    bodies: tuple[str, ...] = ("attention", "mamba", "ssd", "conv", "mixer", "hybrid")
+    tasks: tuple[str, ...] = ("mqar", "induction", "flip", "linear")
+    levels: tuple[str, ...] = ("easy",)
+    looped: tuple[bool, ...] = (False, True)
+    params: int = 50_000  # target parameter count of every model
+    layers: int = 2  # plain depth L
+    b: int = 4  # looped: iterations of a 1-layer body
+    lrs: tuple[float, ...] = (1e-3, 3e-3)
+    seeds: tuple[int, ...] = (0, 1)
+    steps: int = 2000
+    batch_size: int = 64
+    warmup_steps: int = 100
+    evals: int = 10
+    device: str = "auto"
+    workers: int = 1
+
+    def __post_init__(self):
+        for name, values, allowed in (("bodies", self.bodies, BODIES), ("tasks", self.tasks, TASKS)):
+            bad = sorted(set(values) - set(allowed))
+            if bad:
+                raise ValueError(f"{name}: {bad} not among {sorted(allowed)}")
+        for t in self.tasks:
+            missing = sorted(set(self.levels) - set(TASKS[t]))
+            if missing and len(TASKS[t]) > 1:
+                raise ValueError(f"levels: task {t!r} has no level {missing}; it has {sorted(TASKS[t])}")
+        if not self.lrs or not self.seeds or self.params < 1000 or self.b < 2 or self.layers < 1:
+            raise ValueError("need lrs and seeds, params >= 1000, b >= 2, layers >= 1")
+
+
+@dataclass(frozen=True)
+class Cell:
+    body: str
+    looped: bool
+    task: str
+    level: str
+    lr: float
+    seed: int
+
+
+def levels_of(s: GridSettings, task: str) -> list[str]:
+    return [lv for lv in s.levels if lv in TASKS[task]] or [next(iter(TASKS[task]))]
+
+
+def expand(s: GridSettings) -> list[Cell]:
+    """The cells of the lr sweep (every lr on the first seed). The other seeds then run at each
+    (body, looped, task, level)'s chosen lr: n_runs() counts them."""
+    return [Cell(b, lp, t, lv, lr, s.seeds[0])
+            for t in s.tasks for lv in levels_of(s, t) for b in s.bodies for lp in s.looped for lr in s.lrs]
+
+
+def n_runs(s: GridSettings) -> int:
+    """Training runs of the whole grid: the lr sweep plus the further seeds at the chosen lr."""
+    combos = sum(len(levels_of(s, t)) for t in s.tasks) * len(s.bodies) * len(s.looped)
+    return combos * (len(s.lrs) + len(s.seeds) - 1)
+
+
+def seq_len_of(task: Any) -> int:
+    if hasattr(task, "seq_len"):
+        return task.seq_len
+    if hasattr(task, "cfg") and hasattr(task.cfg, "seq_len"):
+        return task.cfg.seq_len
+    return 2 * task.k  # regression: x, y pairs
+
+
+def model_config(s: GridSettings, body: str, looped: bool, task: Any, grid_task: GridTask) -> SeqConfig:
+    """The (body, plain/looped) model for `task`, its width solved to s.params parameters."""
+    n = seq_len_of(task)
+    io = dict(vocab=task.vocab, n_out=task.vocab) if grid_task.inputs == "tokens" else dict(d_in=task.cfg.n_dims)
+    loop = dict(b=s.b, T=s.b) if looped else {}
+    layers = 1 if looped else s.layers
+
+    def make(width: int) -> SeqConfig:
+        return SeqConfig(body=BodyConfig(kind=body, d_model=width, n_layer=max(layers, 2) if body == "hybrid" else layers,
+                                         n_head=4, d_head=16, ctx=4 * n), **io, **loop)
+
+    return make(solve_width(lambda w: SeqModel(make(w)).n_params(), s.params))
+
+
+def solve_width(params_at: Callable[[int], int], target: int, widths=range(16, 1025, 16)) -> int:
+    """The width (a multiple of 16) whose parameter count is closest to `target` (counts grow with width)."""
+    best, best_gap = widths[0], None
+    for w in widths:
+        gap = abs(params_at(w) - target)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = w, gap
+        elif params_at(w) > target:
+            break
+    return best
+
+
+def train_config(s: GridSettings, lr: float, seed: int) -> dict:
+    from lib.studies import eval_every
+
+    return dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
+                device=s.device, seed=seed)
+
+
+def tasks_of(s: GridSettings) -> dict[tuple[str, str], tuple[GridTask, Any]]:
+    return {(t, lv): (TASKS[t][lv], TASKS[t][lv].build()) for t in s.tasks for lv in levels_of(s, t)}
+
+
+def score_cell(model, task: Any, grid_task: GridTask, cfg: SeqConfig) -> dict:
+    """Score at the training iterations; looped: also at 2b, 4b, 10b (stability); token tasks that
+    extrapolate: at 2n and 4n."""
+    out = {"score": grid_task.score(task.evaluate(model))}
+    if cfg.looped:
+        errs = {k: 1 - grid_task.score(_evaluate(task, model, iters=k * cfg.b)) for k in (2, 4, 10)}
+        out.update({f"score_{k}b": 1 - e for k, e in errs.items()})
+        base = max(1 - out["score"], 1e-9)
+        out["stability"] = max(errs.values()) / base
+        out["score_past_b"] = min(1 - e for e in errs.values())
+    if grid_task.extrapolates:
+        n = seq_len_of(task)
+        for f in (2, 4):
+            out[f"score_len{f}x"] = grid_task.score(task.evaluate(model, val=task.at_length(f * n)))
+    return out
+
+
+class AtIters(nn.Module):
+    """`model` run for `iters` iterations whenever the caller does not say (a task's evaluate())."""
+
+    def __init__(self, model: nn.Module, iters: int):
+        super().__init__()
+        self.model, self.iters = model, iters
+
+    def forward(self, x, iters: int | None = None, **kw):
+        return self.model(x, iters=self.iters if iters is None else iters, **kw)
+
+
+def _evaluate(task, model, iters: int) -> dict:
+    return task.evaluate(AtIters(model, iters))
+
+
+def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train (or load) every cell, then score: (tidy table, one row per cell and seed; histories)."""
+    from lib.sweep import train_sweep
+
+    rows, histories = [], []
+    for (t, lv), (gt, task) in tasks_of(s).items():
+        for body, looped in itertools.product(s.bodies, s.looped):
+            mcfg = model_config(s, body, looped, task, gt)
+            sweep = {}
+            for lr in s.lrs:  # the lr sweep, first seed
+                h, models = train_sweep(SeqModel, [mcfg], task, train_config(s, lr, s.seeds[0]), seeds=[s.seeds[0]], study=STUDY,
+                                        workers=s.workers)
+                sweep[lr] = (h, models[mcfg.name, s.seeds[0]])
+            best = max(sweep, key=lambda lr: gt.score(sweep[lr][0].sort_values("step").iloc[-1].to_dict()))
+            h, models = train_sweep(SeqModel, [mcfg], task, train_config(s, best, s.seeds[0]), seeds=list(s.seeds), study=STUDY,
+                                    workers=s.workers)
+            h = h.assign(task=t, difficulty=lv, body=body, looped=looped, lr=best)
+            histories.append(h)
+            for seed in s.seeds:
+                last = h[h.seed == seed].sort_values("step").iloc[-1]
+                rows.append({"body": body, "looped": looped, "layers": mcfg.body.n_layer, "b": mcfg.b, "width": mcfg.body.d_model,
+                             "params": SeqModel(mcfg).n_params(), "state_size": state_size(mcfg.body, seq_len_of(task)),
+                             "task": t, "difficulty": lv, "lr": best, "seed": seed,
+                             **score_cell(models[mcfg.name, seed], task, gt, mcfg),
+                             "train_minutes": float(last["train_minutes"]), "samples_per_s": float(last["samples_per_s"]),
+                             "stop_reason": last.get("stop_reason", "")})
+    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
