@@ -116,9 +116,11 @@ def header(name: str, profile: str, config: Path, params: dict, overrides: dict,
 # amount of work cut to a few steps, one seed and two runs of each sweep, on the CPU.
 DRY_SCALARS = {"evals": 1, "iters_factor": 2, "resolution": 3, "copy_resolution": 3, "hessian_iters": 2, "val_size": 64,
                "surface_batch": 16, "n_docs": 300, "val_windows": 2, "n_show": 2, "sample_tokens": 8, "large_resolution": 3,
-               "add_limit": 50, "batch_size": 4, "copy_batch": 8, "add_batch": 8, "warmup_steps": 0, "min_steps": 0, "copy_warmup": 0, "add_warmup": 0}
+               "add_limit": 50, "batch_size": 4, "copy_batch": 8, "add_batch": 8, "warmup_steps": 0, "min_steps": 0, "copy_warmup": 0, "add_warmup": 0,
+               "params": 3000}
 DRY_SET = {"n_pairs_step": 10, "multiples": [1, 2]}  # coarser masking sweeps
-DRY_LISTS = {"copy_runs": 0, "memory_contexts": 1, "eval_latents": 2, "eval_n_steps": 2, "add_widths": 1, "kinds": 1, "receptive_field_specs": 1}
+DRY_LISTS = {"copy_runs": 0, "memory_contexts": 1, "eval_latents": 2, "eval_n_steps": 2, "add_widths": 1, "kinds": 1, "receptive_field_specs": 1,
+             "tasks": 2, "levels": 1, "lrs": 1}
 
 
 def dry_run(params: dict, defaults: dict, notebook: str = "") -> dict:

@@ -41,6 +41,7 @@ class GridTask:
     inputs: str  # 'tokens' or 'vectors'
     score: Callable[[dict], float]  # evaluate()'s metrics -> higher-is-better score
     extrapolates: bool = False  # can be drawn at 2n and 4n (Recall.at_length)
+    vocab: int = 0  # the token vocabulary when the task object does not say (selective copying: bytes)
 
 
 def _recall(kind: str, **kw) -> GridTask:
@@ -64,7 +65,7 @@ TASKS: dict[str, dict[str, GridTask]] = {
     "selective_mamba": {"easy": _recall("selective", vocab=16, seq_len=64, pairs=8, val_size=500),
                         "hard": _recall("selective", vocab=16, seq_len=256, pairs=16, val_size=500)},
     "selective_copy": {"easy": GridTask(lambda: SelectiveCopy(SelectiveCopyConfig(val_size=500)), "tokens",
-                                        lambda m: 1 - m["val_error_pct"] / 100)},
+                                        lambda m: 1 - m["val_error_pct"] / 100, vocab=256)},
     "copy": {"easy": _algo("copy", V=16, length=10, val_size=500), "hard": _algo("copy", V=16, length=20, val_size=500)},
     "flip": {"easy": _algo("flip", V=16, length=10, val_size=500), "hard": _algo("flip", V=16, length=20, val_size=500)},
     "cumsum": {"easy": _algo("cumsum", V=10, length=10, val_size=500), "hard": _algo("cumsum", V=16, length=20, val_size=500)},
@@ -144,7 +145,8 @@ def seq_len_of(task: Any) -> int:
 def model_config(s: GridSettings, body: str, looped: bool, task: Any, grid_task: GridTask) -> SeqConfig:
     """The (body, plain/looped) model for `task`, its width solved to s.params parameters."""
     n = seq_len_of(task)
-    io = dict(vocab=task.vocab, n_out=task.vocab) if grid_task.inputs == "tokens" else dict(d_in=task.cfg.n_dims)
+    V = grid_task.vocab or getattr(task, "vocab", 0)
+    io = dict(vocab=V, n_out=V) if grid_task.inputs == "tokens" else dict(d_in=task.cfg.n_dims)
     loop = dict(b=s.b, T=s.b) if looped else {}
     layers = 1 if looped else s.layers
 
@@ -211,29 +213,111 @@ def _evaluate(task, model, iters: int) -> dict:
 
 
 def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train (or load) every cell, then score: (tidy table, one row per cell and seed; histories)."""
-    from lib.sweep import train_sweep
+    """Train (or load) every cell, then score: (tidy table, one row per cell and seed; histories).
 
+    Two passes, each training its missing runs side by side (`workers`): the lr sweep on the first
+    seed, then the other seeds at each model's best lr (highest validation score at its last
+    evaluation). Finished runs are loaded, so a cut grid resumes."""
+    from lib.sweep import train_missing, train_sweep
+    from lib.train import TrainConfig
+
+    tasks = tasks_of(s)
+    models = {(t, lv, body, looped): model_config(s, body, looped, task, gt)
+              for (t, lv), (gt, task) in tasks.items() for body, looped in itertools.product(s.bodies, s.looped)}
+
+    def runs(pairs):  # [(key, lr, seed)] -> train_missing's (model config, task, TrainConfig)
+        return [(models[k], tasks[k[:2]][1], TrainConfig.load(train_config(s, lr, seed))) for k, lr, seed in pairs]
+
+    def sweep(key, lr, seeds):
+        return train_sweep(SeqModel, [models[key]], tasks[key[:2]][1], train_config(s, lr, seeds[0]), seeds=list(seeds), study=STUDY)
+
+    train_missing(SeqModel, runs([(k, lr, s.seeds[0]) for k in models for lr in s.lrs]), STUDY, s.workers)
+    best = {}
+    for k in models:
+        finals = {lr: sweep(k, lr, s.seeds[:1])[0].sort_values("step").iloc[-1].to_dict() for lr in s.lrs}
+        best[k] = max(s.lrs, key=lambda lr: tasks[k[:2]][0].score(finals[lr]))
+    train_missing(SeqModel, runs([(k, best[k], seed) for k in models for seed in s.seeds[1:]]), STUDY, s.workers)
     rows, histories = [], []
+    for k, mcfg in models.items():
+        (t, lv, body, looped), (gt, task) = k, tasks[k[:2]]
+        h, trained = sweep(k, best[k], s.seeds)
+        h = h.assign(task=t, difficulty=lv, body=body, looped=looped, lr=best[k])
+        histories.append(h)
+        for seed in s.seeds:
+            last = h[h.seed == seed].sort_values("step").iloc[-1]
+            rows.append({"body": body, "looped": looped, "layers": mcfg.body.n_layer, "b": mcfg.b, "width": mcfg.body.d_model,
+                         "params": SeqModel(mcfg).n_params(), "state_size": state_size(mcfg.body, seq_len_of(task)),
+                         "task": t, "difficulty": lv, "lr": best[k], "seed": seed,
+                         **score_cell(trained[mcfg.name, seed], task, gt, mcfg),
+                         "steps": int(last["step"]), "stop_reason": last.get("stop_reason", ""),
+                         "train_minutes": float(last["train_minutes"]), "samples_per_s": float(last["samples_per_s"])})
+    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+
+
+# The anchors' published numbers, beside ours where a cell matches.
+ANCHORS = pd.DataFrame([
+    {"source": "Mamba paper, selective copying (Gu & Dao 2023, Table 1)", "task": "selective_mamba", "body": "S4 / Mamba",
+     "published": "S4 18.3 % vs Mamba 99.8 % accuracy (length 4096, 16 tokens)"},
+    {"source": "Zoology (Arora et al. 2023), MQAR", "task": "mqar", "body": "attention vs gated convolutions",
+     "published": "attention solves MQAR at any width; gated convolutions need width growing with the number of pairs"},
+    {"source": "seed 000, selective copying with dilated CNNs (selective_copy.md)", "task": "selective_copy", "body": "conv",
+     "published": "6 layers k=9: 0.2035 val loss (non-causal, 1M samples); dilated 1-2-3-4-5-1 solves it"},
+])
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, difficulty, body, looped): score mean and 95 % interval over seeds, and
+    the stability ratio for looped cells."""
+    from lib.analysis.stats import seed_interval
+
+    rows = []
+    for key, g in table.groupby(["task", "difficulty", "body", "looped"], sort=False):
+        mean, lo, hi = seed_interval(g["score"])
+        row = dict(zip(["task", "difficulty", "body", "looped"], key), score=mean, lo=lo, hi=hi, seeds=len(g),
+                   params=int(g["params"].iloc[0]), state_size=int(g["state_size"].iloc[0]), lr=float(g["lr"].iloc[0]))
+        if "stability" in g and g["stability"].notna().any():
+            row["stability"], row["stab_lo"], row["stab_hi"] = seed_interval(g["stability"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def findings(summ: pd.DataFrame) -> str:
+    """Where looping helps and hurts (intervals apart), and the best body per task at equal parameters."""
+    from lib.analysis.stats import compare, verdict
+
+    lines = []
+    for (task, lv), g in summ.groupby(["task", "difficulty"], sort=False):
+        g = g.set_index(["body", "looped"])
+        helps, hurts, same = [], [], []
+        for body in g.index.get_level_values(0).unique():
+            if (body, True) in g.index and (body, False) in g.index:
+                a, b = g.loc[(body, True)], g.loc[(body, False)]
+                v = verdict((a.score, a.lo, a.hi), (b.score, b.lo, b.hi))
+                (helps if v == "higher" else hurts if v == "lower" else same).append(body)
+        best = g["score"].idxmax()
+        lines.append(f"- **{task}** ({lv}): best {best[0]} ({'looped' if best[1] else 'plain'}) at {g.loc[best, 'score']:.3f} "
+                     f"[{g.loc[best, 'lo']:.3f}, {g.loc[best, 'hi']:.3f}]. Looping helps {', '.join(helps) or 'no body'}; "
+                     f"hurts {', '.join(hurts) or 'no body'}; not distinguishable for {', '.join(same) or 'none'} (intervals over seeds).")
+    return "\n".join(lines)
+
+
+def model_table(s: GridSettings) -> pd.DataFrame:
+    """Width, parameters and state size of every (task, body, plain/looped) model of the grid."""
+    rows = []
     for (t, lv), (gt, task) in tasks_of(s).items():
         for body, looped in itertools.product(s.bodies, s.looped):
-            mcfg = model_config(s, body, looped, task, gt)
-            sweep = {}
-            for lr in s.lrs:  # the lr sweep, first seed
-                h, models = train_sweep(SeqModel, [mcfg], task, train_config(s, lr, s.seeds[0]), seeds=[s.seeds[0]], study=STUDY,
-                                        workers=s.workers)
-                sweep[lr] = (h, models[mcfg.name, s.seeds[0]])
-            best = max(sweep, key=lambda lr: gt.score(sweep[lr][0].sort_values("step").iloc[-1].to_dict()))
-            h, models = train_sweep(SeqModel, [mcfg], task, train_config(s, best, s.seeds[0]), seeds=list(s.seeds), study=STUDY,
-                                    workers=s.workers)
-            h = h.assign(task=t, difficulty=lv, body=body, looped=looped, lr=best)
-            histories.append(h)
-            for seed in s.seeds:
-                last = h[h.seed == seed].sort_values("step").iloc[-1]
-                rows.append({"body": body, "looped": looped, "layers": mcfg.body.n_layer, "b": mcfg.b, "width": mcfg.body.d_model,
-                             "params": SeqModel(mcfg).n_params(), "state_size": state_size(mcfg.body, seq_len_of(task)),
-                             "task": t, "difficulty": lv, "lr": best, "seed": seed,
-                             **score_cell(models[mcfg.name, seed], task, gt, mcfg),
-                             "train_minutes": float(last["train_minutes"]), "samples_per_s": float(last["samples_per_s"]),
-                             "stop_reason": last.get("stop_reason", "")})
-    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+            cfg = model_config(s, body, looped, task, gt)
+            rows.append({"task": t, "difficulty": lv, "body": body, "looped": looped, "layers": cfg.body.n_layer, "b": cfg.b,
+                         "width": cfg.body.d_model, "params": SeqModel(cfg).n_params(), "state_size": state_size(cfg.body, seq_len_of(task)),
+                         "seq_len": seq_len_of(task)})
+    return pd.DataFrame(rows)
+
+
+def anchors_beside(summ: pd.DataFrame) -> pd.DataFrame:
+    """The anchors' published findings with our cells of the same task (best plain score per body)."""
+    rows = []
+    for _, a in ANCHORS.iterrows():
+        ours = summ[(summ.task == a.task) & ~summ.looped]
+        text = ", ".join(f"{r.body} {r.score:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for _, r in ours.iterrows()) or "not in this grid"
+        rows.append({**a.to_dict(), "ours (plain, score [95 % CI])": text})
+    return pd.DataFrame(rows)
