@@ -19,7 +19,7 @@ def runner(*args, out: Path):
 @pytest.mark.parametrize(
     "args, yaml, message",
     [
-        (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['latent_thinker', 'learnable_loop_lr'"),
+        (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['block_task_grid', 'latent_thinker'"),
         (["selective_copy", "--config", "configs/selective_copy/nope.yml"], None, "error: config file not found: configs/selective_copy/nope.yml"),
         (["selective_copy", "--config", "{cfg}"], "samples: 100\nlayerz: 3\n", "unknown key(s) ['layerz']"),
         (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' is str; expected int"),
