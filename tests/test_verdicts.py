@@ -82,3 +82,32 @@ def test_a_missed_target_says_whether_the_cap_or_a_plateau_stopped_it():
     rows += [{"run": "flat", "seed": 0, "step": s, "val_error": 0.2, "stop_reason": "converged"} for s in range(0, 1000, 100)]
     line = verdicts.target_line(stab, history=pd.DataFrame(rows))
     assert "met by 0/2" in line and "the step cap, not a plateau" in line and "stopped by converged: on a plateau" in line
+
+
+def test_small_lm_results_interpolate_equal_tokens_and_check_both_reference_rows():
+    import pandas as pd
+
+    from lib.studies import lm
+
+    rows = []
+    for arch, slope, seeds_bpc in (("mixer", 1.0, (0.50, 0.52)), ("gpt", 0.5, (0.40, 0.41))):
+        for seed, final in enumerate(seeds_bpc):
+            for step, tokens in ((0, 0), (10, 100), (20, 200)):
+                bpc = {0: 2.0, 10: 2.0 - slope, 20: final}[step]
+                rows.append({"run": f"{arch}-x", "arch": arch, "d_model": 64, "params": 1000, "seed": seed, "step": step,
+                             "tokens": tokens if arch == "gpt" else tokens * 2, "val_bpc": bpc, "val_loss": bpc,
+                             "train_minutes": step / 10, "stop_reason": "budget"})
+    history = pd.DataFrame(rows)
+
+    class Task:
+        floor_bpc = 0.1
+
+        def stats(self):
+            return {"unigram_bpc": 2.0}
+
+    res = lm.results(history, Task()).set_index("arch")
+    # common tokens = 200 (gpt's final); the mixer reached 200 tokens at its step 10: bpc 1.0, read by interpolation
+    assert res.loc["mixer", "bpc_equal_tokens"] == 1.0 and res.loc["gpt", "bpc_equal_tokens"] == 0.405
+    text = lm.findings(res.reset_index(), Task(), pd.DataFrame({"context": [8], "run": ["mixer-x"], "memory_mb": [1.0]}))
+    assert "d = 512" in text and "**contradicted**" in text and "**reproduced**" in text  # gpt ahead: the d=256 row holds
+    assert "mixer is **worse** than gpt" in text
