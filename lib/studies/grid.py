@@ -150,9 +150,13 @@ def model_config(s: GridSettings, body: str, looped: bool, task: Any, grid_task:
     loop = dict(b=s.b, T=s.b) if looped else {}
     layers = 1 if looped else s.layers
 
+    # positions for 4n tokens (length extrapolation), except the mixer, whose T x T matrices would dominate
+    # its parameters: its window is the task's length, so it is not scored beyond it
+    ctx = n if body == "mixer" else 4 * n
+
     def make(width: int) -> SeqConfig:
         return SeqConfig(body=BodyConfig(kind=body, d_model=width, n_layer=max(layers, 2) if body == "hybrid" else layers,
-                                         n_head=4, d_head=16, ctx=4 * n), **io, **loop)
+                                         n_head=4, d_head=16, ctx=ctx), **io, **loop)
 
     return make(solve_width(lambda w: SeqModel(make(w)).n_params(), s.params))
 
@@ -190,7 +194,7 @@ def score_cell(model, task: Any, grid_task: GridTask, cfg: SeqConfig) -> dict:
         base = max(1 - out["score"], 1e-9)
         out["stability"] = max(errs.values()) / base
         out["score_past_b"] = min(1 - e for e in errs.values())
-    if grid_task.extrapolates:
+    if grid_task.extrapolates and cfg.body.ctx >= 4 * seq_len_of(task):
         n = seq_len_of(task)
         for f in (2, 4):
             out[f"score_len{f}x"] = grid_task.score(task.evaluate(model, val=task.at_length(f * n)))
