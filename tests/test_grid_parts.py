@@ -175,7 +175,10 @@ def test_grid_counts_trains_scores_and_resumes(monkeypatch, tmp_path):
         assert len(list(folder.glob("*.pt"))) == grid.n_runs(s)
         assert len(table) == 2 * 2 * 2 * 2 and table.score.between(-10, 1).all()
         looped = table[table.looped]
-        assert looped.stability.notna().all() and table[~table.looped].stability.isna().all()
+        assert looped.score_past_b.notna().all() and table[~table.looped].stability.isna().all()
+        assert (looped.stability.notna() == (looped.score >= grid.LEARNED)).all()  # stability only where the cell learned
+        long = grid.tidy(table)
+        assert set(long.length_factor) == {1, 2, 4} and (long.length_factor == 1).sum() == len(table)
         assert table[table.task == "induction"].score_len4x.notna().all()
         assert set(table.columns) >= {"body", "looped", "layers", "b", "params", "state_size", "task", "difficulty", "lr", "seed",
                                       "score", "score_past_b", "train_minutes", "samples_per_s"}

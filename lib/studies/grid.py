@@ -8,7 +8,7 @@ task, iso-parameter, with a small lr sweep and seeds (issue #17).
 Protocol. Every (body, plain/looped) is sized to `params` parameters by solving its width
 (`solve_width`, multiples of 16). The lr sweep runs on the first seed; the best lr on validation
 then runs every seed. Looped cells (L = 1, b iterations, T = b: full backprop) are scored at b, 2b,
-4b and 10b; stability = worst error up to 10b / error at b. Token tasks are scored by accuracy at the
+4b and 10b; stability = worst error up to 10b / error at b (both floored at 1 %), for cells that learned. Token tasks are scored by accuracy at the
 labelled positions; regression by 1 - error (SE/E[y^2] at the last position), so higher is better
 everywhere. Length extrapolation: token tasks that can be drawn longer are scored at 2n and 4n.
 """
@@ -31,6 +31,8 @@ from lib.tasks.regression import InContextRegression
 from lib.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
 
 STUDY = "block_task_grid"
+LEARNED = 0.5  # a cell "learned" when its score at b is at least this (stability is reported only then)
+ERROR_FLOOR = 0.01  # errors below this count as this in the stability ratio
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,11 @@ def score_cell(model, task: Any, grid_task: GridTask, cfg: SeqConfig) -> dict:
     if cfg.looped:
         errs = {k: 1 - grid_task.score(_evaluate(task, model, iters=k * cfg.b)) for k in (2, 4, 10)}
         out.update({f"score_{k}b": 1 - e for k, e in errs.items()})
-        base = max(1 - out["score"], 1e-9)
-        out["stability"] = max(errs.values()) / base
         out["score_past_b"] = min(1 - e for e in errs.values())
+        # worst error up to 10b over the error at b, both floored at ERROR_FLOOR (a solved cell is 1.0, not 0/0);
+        # only for cells that learned (score at b >= LEARNED): an unlearned cell has no stability to speak of
+        out["stability"] = (max(max(errs.values()), ERROR_FLOOR) / max(1 - out["score"], ERROR_FLOOR)
+                            if out["score"] >= LEARNED else float("nan"))
     if grid_task.extrapolates and cfg.body.ctx >= 4 * seq_len_of(task):
         n = seq_len_of(task)
         for f in (2, 4):
@@ -269,6 +273,21 @@ ANCHORS = pd.DataFrame([
 ])
 
 
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """The issue's long table: one row per (cell, seed, length factor), with score at that length
+    (factor 1: the training length) and score_past_b (looped cells: the worst score at 2b..10b)."""
+    base = ["body", "looped", "layers", "b", "params", "state_size", "task", "difficulty", "lr", "seed"]
+    rows = []
+    for _, r in table.iterrows():
+        for factor, col in ((1, "score"), (2, "score_len2x"), (4, "score_len4x")):
+            if col in r and pd.notna(r[col]):
+                rows.append({**{k: r[k] for k in base}, "length_factor": factor, "score": r[col],
+                             "score_past_b": r.get("score_past_b") if factor == 1 else None,
+                             "stability": r.get("stability") if factor == 1 else None, "steps": r["steps"],
+                             "stop_reason": r["stop_reason"], "train_minutes": r["train_minutes"], "samples_per_s": r["samples_per_s"]})
+    return pd.DataFrame(rows)
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, difficulty, body, looped): score mean and 95 % interval over seeds, and
     the stability ratio for looped cells."""
@@ -287,7 +306,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def findings(summ: pd.DataFrame) -> str:
     """Where looping helps and hurts (intervals apart), and the best body per task at equal parameters."""
-    from lib.analysis.stats import compare, verdict
+    from lib.analysis.stats import verdict
 
     lines = []
     for (task, lv), g in summ.groupby(["task", "difficulty"], sort=False):
@@ -299,9 +318,15 @@ def findings(summ: pd.DataFrame) -> str:
                 v = verdict((a.score, a.lo, a.hi), (b.score, b.lo, b.hi))
                 (helps if v == "higher" else hurts if v == "lower" else same).append(body)
         best = g["score"].idxmax()
-        lines.append(f"- **{task}** ({lv}): best {best[0]} ({'looped' if best[1] else 'plain'}) at {g.loc[best, 'score']:.3f} "
-                     f"[{g.loc[best, 'lo']:.3f}, {g.loc[best, 'hi']:.3f}]. Looping helps {', '.join(helps) or 'no body'}; "
-                     f"hurts {', '.join(hurts) or 'no body'}; not distinguishable for {', '.join(same) or 'none'} (intervals over seeds).")
+        ties = [f"{b}{' (looped)' if lp else ''}" for (b, lp), r in g.iterrows()
+                if (b, lp) != best and verdict((r.score, r.lo, r.hi), (g.loc[best, "score"], g.loc[best, "lo"], g.loc[best, "hi"]))
+                == "not distinguishable"]
+        lines.append(f"- **{task}** ({lv}): the most parameter-efficient (best at ~{int(g['params'].median()):,} parameters) is "
+                     f"**{best[0]} ({'looped' if best[1] else 'plain'})** at {g.loc[best, 'score']:.3f} "
+                     f"[{g.loc[best, 'lo']:.3f}, {g.loc[best, 'hi']:.3f}]"
+                     + (f", not distinguishable from {', '.join(ties)}" if ties else ", ahead of every other cell (intervals apart)")
+                     + f". Looping helps {', '.join(helps) or 'no body'}; hurts {', '.join(hurts) or 'no body'}; "
+                     f"no difference for {', '.join(same) or 'none'} (looped vs plain, 95 % intervals over seeds).")
     return "\n".join(lines)
 
 
