@@ -186,3 +186,17 @@ def test_grid_counts_trains_scores_and_resumes(monkeypatch, tmp_path):
         import shutil
 
         shutil.rmtree(CHECKPOINTS / grid.STUDY, ignore_errors=True)
+
+
+def test_findings_call_equal_solved_cells_ties():
+    import pandas as pd
+
+    from lib.studies.grid import findings
+
+    summ = pd.DataFrame([
+        {"task": "t", "difficulty": "easy", "body": "a", "looped": False, "score": 1.0, "lo": 1.0, "hi": 1.0, "params": 100},
+        {"task": "t", "difficulty": "easy", "body": "b", "looped": False, "score": 1.0, "lo": 1.0, "hi": 1.0, "params": 100},
+        {"task": "t", "difficulty": "easy", "body": "b", "looped": True, "score": 0.5, "lo": 0.4, "hi": 0.6, "params": 100},
+    ])
+    text = findings(summ)
+    assert "not distinguishable from b" in text and "hurts b" in text

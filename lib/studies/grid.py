@@ -319,8 +319,7 @@ def findings(summ: pd.DataFrame) -> str:
                 (helps if v == "higher" else hurts if v == "lower" else same).append(body)
         best = g["score"].idxmax()
         ties = [f"{b}{' (looped)' if lp else ''}" for (b, lp), r in g.iterrows()
-                if (b, lp) != best and verdict((r.score, r.lo, r.hi), (g.loc[best, "score"], g.loc[best, "lo"], g.loc[best, "hi"]))
-                == "not distinguishable"]
+                if (b, lp) != best and r.hi >= g.loc[best, "lo"]]  # its interval reaches the best one's
         lines.append(f"- **{task}** ({lv}): the most parameter-efficient (best at ~{int(g['params'].median()):,} parameters) is "
                      f"**{best[0]} ({'looped' if best[1] else 'plain'})** at {g.loc[best, 'score']:.3f} "
                      f"[{g.loc[best, 'lo']:.3f}, {g.loc[best, 'hi']:.3f}]"
