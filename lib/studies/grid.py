@@ -306,17 +306,14 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def findings(summ: pd.DataFrame) -> str:
     """Where looping helps and hurts (intervals apart), and the best body per task at equal parameters."""
-    from lib.analysis.stats import verdict
-
     lines = []
     for (task, lv), g in summ.groupby(["task", "difficulty"], sort=False):
         g = g.set_index(["body", "looped"])
         helps, hurts, same = [], [], []
         for body in g.index.get_level_values(0).unique():
             if (body, True) in g.index and (body, False) in g.index:
-                a, b = g.loc[(body, True)], g.loc[(body, False)]
-                v = verdict((a.score, a.lo, a.hi), (b.score, b.lo, b.hi))
-                (helps if v == "higher" else hurts if v == "lower" else same).append(body)
+                a, b = g.loc[(body, True)], g.loc[(body, False)]  # intervals apart (two solved seeds give [1, 1]: still apart)
+                (helps if a.lo > b.hi else hurts if a.hi < b.lo else same).append(body)
         best = g["score"].idxmax()
         ties = [f"{b}{' (looped)' if lp else ''}" for (b, lp), r in g.iterrows()
                 if (b, lp) != best and r.hi >= g.loc[best, "lo"]]  # its interval reaches the best one's
