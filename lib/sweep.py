@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from lib import device as devices
+from lib import provenance
 from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
 
 
@@ -41,7 +42,17 @@ def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
 
 
 def _finished(path: Path, cfg: TrainConfig) -> bool:
-    return path.exists() and finished(load_checkpoint(path), cfg)
+    """A finished run to load, not to train: finished, and (under --retrain-stale) not trained at a
+    revision whose code it depends on has changed since (those the workers retrain too)."""
+    if not path.exists():
+        return False
+    saved = load_checkpoint(path)
+    if not finished(saved, cfg):
+        return False
+    if provenance.retrain_stale():
+        revisions = saved.get("revisions") or [saved.get("git_revision", "unknown")]
+        return not provenance.stale_for(revisions, saved.get("code"))
+    return True
 
 
 def _alive(pid: int) -> bool:

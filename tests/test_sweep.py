@@ -147,3 +147,23 @@ def test_a_ray_sweep_gives_the_sequential_histories(study):
     assert list(par["run"]) == list(seq["run"]) and list(par["step"]) == list(seq["step"])
     trained = lambda h: torch.tensor(h.loc[h.step > 0, ["train_loss", "val_token_acc"]].values)
     torch.testing.assert_close(trained(par), trained(seq), rtol=1e-4, atol=1e-5)
+
+
+def test_stale_finished_runs_count_as_missing_only_under_retrain_stale(study, monkeypatch):
+    """So `--retrain-stale` retrains them in the parallel workers, not one by one afterwards."""
+    from lib import provenance
+    from lib.sweep import _finished, checkpoint_for
+    from lib.train import TrainConfig
+
+    task = Algorithmic(COPY)
+    train_sweep(Thinker, [MODEL], task, TRAIN, seeds=[0], study=study)
+    path = checkpoint_for(study, MODEL, task, TrainConfig.load({**TRAIN, "seed": 0}))
+    cfg = TrainConfig.load({**TRAIN, "seed": 0})
+    saved = torch.load(path, weights_only=False)
+    saved["revisions"] = ["unknown"]  # a revision this clone cannot check: stale by rule
+    torch.save(saved, path)
+    assert _finished(path, cfg)  # without the flag a finished run is loaded
+    monkeypatch.setenv(provenance.RETRAIN_STALE_ENV, "1")
+    assert not _finished(path, cfg)
+    monkeypatch.setattr(provenance, "stale_for", lambda revisions, code, changed=None: [])
+    assert _finished(path, cfg)  # fresh code: loaded even under the flag

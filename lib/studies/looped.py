@@ -242,7 +242,15 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m lib.studies.looped", description=train_family.__doc__.splitlines()[0])
     ap.add_argument("profile")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--retrain-stale", action="store_true",
+                    help="also retrain finished runs whose model/task/training code changed since they were trained")
     args = ap.parse_args()
+    if args.retrain_stale:
+        import os
+
+        from lib.provenance import RETRAIN_STALE_ENV
+
+        os.environ[RETRAIN_STALE_ENV] = "1"  # read by train() here and in the spawned workers
     train_family(args.profile, args.workers)
 
 
