@@ -200,3 +200,38 @@ def test_findings_call_equal_solved_cells_ties():
     ])
     text = findings(summ)
     assert "not distinguishable from b" in text and "hurts b" in text
+
+
+@pytest.mark.parametrize("name", ["mqar", "induction", "selective_mamba", "selective_copy", "flip", "addition", "linear", "sparse_linear"])
+def test_every_grid_task_names_a_convergence_metric_it_reports(name):
+    from lib.studies.grid import GridSettings, TASKS, model_config, train_config
+    from lib.train import TrainConfig
+
+    gt = TASKS[name]["easy"]
+    task = gt.build()
+    s = GridSettings(params=4000, layers=1, converge_tol=0.01, converge_window=2, min_steps=10, device="cpu")
+    model = SeqModel(model_config(s, "conv", False, task, gt))
+    metrics = task.evaluate(model)
+    assert gt.metric in metrics and gt.mode in ("min", "max")
+    direction = 1 if gt.mode == "max" else -1  # the score rises when the watched metric improves
+    better = {**metrics, gt.metric: metrics[gt.metric] + direction * 0.01 * (100 if gt.metric == "val_error_pct" else 1)}
+    assert gt.score(better) > gt.score(metrics)
+    cfg = TrainConfig.load(train_config(s, 1e-3, 0, gt))
+    assert (cfg.converge_metric, cfg.converge_mode, cfg.converge_window, cfg.min_steps) == (gt.metric, gt.mode, 2, 10)
+    assert TrainConfig.load(train_config(GridSettings(), 1e-3, 0, gt)).converge_metric is None  # no rule unless asked
+
+
+def test_the_stopping_line_counts_converged_cells_and_names_capped_ones():
+    import pandas as pd
+
+    from lib.studies.grid import stopping_line
+
+    summ = pd.DataFrame([
+        {"task": "t", "body": "a", "looped": False, "steps": 300, "stop": "converged ×2"},
+        {"task": "t", "body": "b", "looped": True, "steps": 700, "stop": "max_steps ×1, converged ×1"},
+        {"task": "u", "body": "a", "looped": False, "steps": 700, "stop": "max_steps ×2"},
+    ])
+    line = stopping_line(summ)
+    assert line.startswith("- Stopping: 1/3 cells converged") and "700-step cap" in line
+    assert "t: b (looped); u: a." in line
+    assert stopping_line(summ.iloc[:1]).endswith("(the convergence rule, or solved).")
