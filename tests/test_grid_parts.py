@@ -221,17 +221,19 @@ def test_every_grid_task_names_a_convergence_metric_it_reports(name):
     assert TrainConfig.load(train_config(GridSettings(), 1e-3, 0, gt)).converge_metric is None  # no rule unless asked
 
 
-def test_the_stopping_line_counts_converged_cells_and_names_capped_ones():
+def test_the_stopping_line_separates_solved_plateaued_and_capped_cells():
     import pandas as pd
 
     from lib.studies.grid import stopping_line
 
     summ = pd.DataFrame([
-        {"task": "t", "body": "a", "looped": False, "steps": 300, "stop": "converged ×2"},
-        {"task": "t", "body": "b", "looped": True, "steps": 700, "stop": "max_steps ×1, converged ×1"},
-        {"task": "u", "body": "a", "looped": False, "steps": 700, "stop": "max_steps ×2"},
+        {"task": "t", "body": "a", "looped": False, "score": 1.0, "steps": 300, "stop": "converged ×2"},
+        {"task": "t", "body": "c", "looped": False, "score": 0.03, "steps": 400, "stop": "converged ×2"},
+        {"task": "t", "body": "b", "looped": True, "score": 0.9, "steps": 700, "stop": "max_steps ×1, converged ×1"},
+        {"task": "u", "body": "a", "looped": False, "score": 0.2, "steps": 700, "stop": "max_steps ×2"},
     ])
     line = stopping_line(summ)
-    assert line.startswith("- Stopping: 1/3 cells converged") and "700-step cap" in line
-    assert "t: b (looped); u: a." in line
-    assert stopping_line(summ.iloc[:1]).endswith("(the convergence rule, or solved).")
+    assert line.startswith("- Stopping: 1/4 cells converged on every seed at a score ≥ 0.5")
+    assert "1 converged on a plateau below 0.5" in line and "— t: c;" in line
+    assert "700-step cap stopped at least one seed of 2" in line and "— t: b (looped); u: a." in line
+    assert stopping_line(summ.iloc[:1]) == "- Stopping: 1/1 cells converged on every seed at a score ≥ 0.5."

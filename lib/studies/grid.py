@@ -322,20 +322,23 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def stopping_line(summ: pd.DataFrame) -> str:
-    """How the cells stopped: how many converged on every seed, and which the step cap stopped
-    (their scores are what the cap allowed, not what the body can reach)."""
+    """How the cells stopped: converged on every seed at a score of at least LEARNED; converged on
+    a plateau below it (the rule saw no improvement, but a later rise cannot be excluded); or the
+    step cap stopped at least one seed (their scores are what the cap allowed)."""
     if "stop" not in summ:
         return ""
     done = summ["stop"].str.fullmatch(r"converged ×\d+")
-    capped = summ[~done]
-    text = f"- Stopping: {int(done.sum())}/{len(summ)} cells converged on every seed (the convergence rule, or solved)"
+    name = lambda g: ", ".join(f"{b}{' (looped)' if lp else ''}" for b, lp in zip(g.body, g.looped))
+    by_task = lambda d: "; ".join(f"{t}: {name(g)}" for t, g in d.groupby("task", sort=False))
+    learned, plateau, capped = summ[done & (summ.score >= LEARNED)], summ[done & (summ.score < LEARNED)], summ[~done]
+    parts = [f"- Stopping: {len(learned)}/{len(summ)} cells converged on every seed at a score ≥ {LEARNED}"]
+    if len(plateau):
+        parts.append(f"{len(plateau)} converged on a plateau below {LEARNED} (no improvement over the rule's window; a later "
+                     f"rise cannot be excluded) — {by_task(plateau)}")
     if len(capped):
-        by_task = capped.groupby("task", sort=False).apply(
-            lambda g: f"{g.name}: " + ", ".join(f"{b}{' (looped)' if lp else ''}" for b, lp in zip(g.body, g.looped)),
-            include_groups=False)
-        text += (f"; the {int(capped['steps'].max())}-step cap stopped at least one seed of the other {len(capped)}, so their "
-                 "scores are what the cap allowed, lower bounds on what the body can reach — " + "; ".join(by_task) + ".")
-    return text + ("" if len(capped) else ".")
+        parts.append(f"the {int(capped['steps'].max())}-step cap stopped at least one seed of {len(capped)}, so their scores are "
+                     f"what the cap allowed, lower bounds on what the body can reach — {by_task(capped)}")
+    return "; ".join(parts) + "."
 
 
 def findings(summ: pd.DataFrame) -> str:
