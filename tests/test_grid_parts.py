@@ -200,3 +200,40 @@ def test_findings_call_equal_solved_cells_ties():
     ])
     text = findings(summ)
     assert "not distinguishable from b" in text and "hurts b" in text
+
+
+@pytest.mark.parametrize("name", ["mqar", "induction", "selective_mamba", "selective_copy", "flip", "addition", "linear", "sparse_linear"])
+def test_every_grid_task_names_a_convergence_metric_it_reports(name):
+    from lib.studies.grid import GridSettings, TASKS, model_config, train_config
+    from lib.train import TrainConfig
+
+    gt = TASKS[name]["easy"]
+    task = gt.build()
+    s = GridSettings(params=4000, layers=1, converge_tol=0.01, converge_window=2, min_steps=10, device="cpu")
+    model = SeqModel(model_config(s, "conv", False, task, gt))
+    metrics = task.evaluate(model)
+    assert gt.metric in metrics and gt.mode in ("min", "max")
+    direction = 1 if gt.mode == "max" else -1  # the score rises when the watched metric improves
+    better = {**metrics, gt.metric: metrics[gt.metric] + direction * 0.01 * (100 if gt.metric == "val_error_pct" else 1)}
+    assert gt.score(better) > gt.score(metrics)
+    cfg = TrainConfig.load(train_config(s, 1e-3, 0, gt))
+    assert (cfg.converge_metric, cfg.converge_mode, cfg.converge_window, cfg.min_steps) == (gt.metric, gt.mode, 2, 10)
+    assert TrainConfig.load(train_config(GridSettings(), 1e-3, 0, gt)).converge_metric is None  # no rule unless asked
+
+
+def test_the_stopping_line_separates_solved_plateaued_and_capped_cells():
+    import pandas as pd
+
+    from lib.studies.grid import stopping_line
+
+    summ = pd.DataFrame([
+        {"task": "t", "body": "a", "looped": False, "score": 1.0, "steps": 300, "stop": "converged ×2"},
+        {"task": "t", "body": "c", "looped": False, "score": 0.03, "steps": 400, "stop": "converged ×2"},
+        {"task": "t", "body": "b", "looped": True, "score": 0.9, "steps": 700, "stop": "max_steps ×1, converged ×1"},
+        {"task": "u", "body": "a", "looped": False, "score": 0.2, "steps": 700, "stop": "max_steps ×2"},
+    ])
+    line = stopping_line(summ)
+    assert line.startswith("- Stopping: 1/4 cells converged on every seed at a score ≥ 0.5")
+    assert "1 converged on a plateau below 0.5" in line and "— t: c;" in line
+    assert "700-step cap stopped at least one seed of 2" in line and "— t: b (looped); u: a." in line
+    assert stopping_line(summ.iloc[:1]) == "- Stopping: 1/1 cells converged on every seed at a score ≥ 0.5."

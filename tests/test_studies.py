@@ -59,3 +59,29 @@ def test_the_family_run_list_has_each_run_once():
     assert len(keys) == len(set(keys)) and len(runs) >= 30
     assert {r[0].body for r in runs} == {"gpt", "mamba", "ssd"}
     assert {r[1].k for r in runs} == {12, 31}  # the masking study's models see 31 pairs
+
+
+def test_a_runs_own_step_cap_sets_its_schedule_and_evals_and_only_its_own():
+    s = looped.Settings(steps=100, evals=4, steps_for={"looped-L1-b10-T10": 400})
+    own, shared = s.train_config("looped-L1-b10-T10"), s.train_config("tf-L4")
+    assert (own["steps"], own["eval_every"]) == (400, 100) and (shared["steps"], shared["eval_every"]) == (100, 25)
+    assert shared == s.train_config()
+    with pytest.raises(ValueError, match="steps_for"):
+        looped.Settings(steps_for={"tf-L4": 0})
+
+
+def test_step_caps_key_the_checkpoint_and_name_only_runs_of_the_family(monkeypatch):
+    from lib.sweep import checkpoint_for
+    from lib.train import TrainConfig
+
+    s = looped.Settings(steps=100, steps_for={"tf-L4": 300})
+    task = looped.make_task(s)
+    c = looped.model_configs(s, [{"n_layer": 4}])[0]
+    key = lambda cfg: checkpoint_for(looped.STUDY, c, task, TrainConfig.load({**cfg, "seed": 0}))
+    assert c.name == "tf-L4" and key(s.train_config(c.name)) != key(s.train_config())
+    import lib.notebooks as nbs
+
+    original = nbs.profile_parameters
+    monkeypatch.setattr(nbs, "profile_parameters", lambda nb, profile: {**original(nb, profile), "steps_for": {"tf-L99": 5}})
+    with pytest.raises(ValueError, match="tf-L99"):
+        looped.family_runs("cpu")

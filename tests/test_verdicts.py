@@ -84,6 +84,17 @@ def test_a_missed_target_says_whether_the_cap_or_a_plateau_stopped_it():
     assert "met by 0/2" in line and "the step cap, not a plateau" in line and "stopped by converged: on a plateau" in line
 
 
+def test_unfinished_runs_are_those_the_cap_stopped_while_still_falling():
+    rows = [{"run": "falling", "seed": 0, "step": s, "val_error": 0.5 * 0.8 ** i, "stop_reason": "max_steps"}
+            for i, s in enumerate(range(0, 1000, 100))]
+    rows += [{"run": "flat", "seed": 0, "step": s, "val_error": 0.2, "stop_reason": "max_steps"} for s in range(0, 1000, 100)]
+    rows += [{"run": "conv", "seed": 0, "step": s, "val_error": 0.5 * 0.8 ** i, "stop_reason": "converged"}
+             for i, s in enumerate(range(0, 1000, 100))]
+    line = verdicts.unfinished_line(pd.DataFrame(rows))
+    assert "`falling` (−67% at step 900)" in line and "`flat`" not in line and "`conv`" not in line
+    assert verdicts.unfinished_line(pd.DataFrame(rows), runs=["flat"]) is None
+
+
 def test_small_lm_results_interpolate_equal_tokens_and_check_both_reference_rows():
     import pandas as pd
 

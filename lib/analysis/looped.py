@@ -95,6 +95,25 @@ def still_falling(history: pd.DataFrame, run: str, metric: str = "val_error", wi
     return float(np.mean(drops)) if drops else float("nan")
 
 
+STILL_FALLING = 0.05  # a run whose error fell by more than this over its last 5 evaluations was still learning
+
+
+def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
+    """A finding line naming the runs (of `runs`, default all) that the step cap stopped while their
+    validation error was still falling by more than STILL_FALLING over the last 5 evaluations:
+    their error at b is an upper bound, not a converged value. None when there are none."""
+    runs = list(dict.fromkeys(history["run"])) if runs is None else list(runs)
+    capped = []
+    for r in runs:
+        h = history[history.run == r]
+        if len(h) and (h["stop_reason"] == "max_steps").any() and (drop := still_falling(history, r)) > STILL_FALLING:
+            capped.append(f"`{r}` (−{drop:.0%} at step {int(h['step'].max())})")
+    if not capped:
+        return None
+    return ("- Still improving when the step cap stopped them (fall of the validation error over their last 5 "
+            "evaluations; their numbers are upper bounds, not converged values): " + ", ".join(capped) + ".")
+
+
 def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> str:
     """Issue 13's convergence target: every standard TF and every looped model with b >= 10 at
     error <= target at b (mean over seeds); each miss says how it stopped and whether it was still

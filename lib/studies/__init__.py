@@ -26,6 +26,7 @@ class Study:
     train: dict = field(default_factory=dict)  # the TrainConfig keys every run used (seed aside)
     seeds: list = field(default_factory=list)
     task_for: Any = None  # model config -> the task that run trained on (when runs differ, e.g. loop curricula)
+    train_for: Any = None  # model config -> its TrainConfig keys (when runs differ, e.g. their own step caps)
 
     def model(self, cfg, seed: int | None = None):
         return self.models[cfg.name, self.seeds[0] if seed is None else seed]

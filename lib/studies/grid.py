@@ -44,6 +44,8 @@ class GridTask:
     score: Callable[[dict], float]  # evaluate()'s metrics -> higher-is-better score
     extrapolates: bool = False  # can be drawn at 2n and 4n (Recall.at_length)
     vocab: int = 0  # the token vocabulary when the task object does not say (selective copying: bytes)
+    metric: str = "val_acc"  # the metric the convergence rule watches, and its direction
+    mode: str = "max"
 
 
 def _recall(kind: str, **kw) -> GridTask:
@@ -55,7 +57,8 @@ def _algo(task: str, **kw) -> GridTask:
 
 
 def _regression(kind: str, **kw) -> GridTask:
-    return GridTask(lambda: InContextRegression.of(kind, **kw), "vectors", lambda m: 1 - m["val_error"])
+    return GridTask(lambda: InContextRegression.of(kind, **kw), "vectors", lambda m: 1 - m["val_error"], metric="val_error",
+                    mode="min")
 
 
 # Tasks by name and difficulty level: the knobs the issue names (vocabulary, length, pairs).
@@ -67,7 +70,7 @@ TASKS: dict[str, dict[str, GridTask]] = {
     "selective_mamba": {"easy": _recall("selective", vocab=16, seq_len=64, pairs=8, val_size=500),
                         "hard": _recall("selective", vocab=16, seq_len=256, pairs=16, val_size=500)},
     "selective_copy": {"easy": GridTask(lambda: SelectiveCopy(SelectiveCopyConfig(val_size=500)), "tokens",
-                                        lambda m: 1 - m["val_error_pct"] / 100, vocab=256)},
+                                        lambda m: 1 - m["val_error_pct"] / 100, vocab=256, metric="val_error_pct", mode="min")},
     "copy": {"easy": _algo("copy", V=16, length=10, val_size=500), "hard": _algo("copy", V=16, length=20, val_size=500)},
     "flip": {"easy": _algo("flip", V=16, length=10, val_size=500), "hard": _algo("flip", V=16, length=20, val_size=500)},
     "cumsum": {"easy": _algo("cumsum", V=10, length=10, val_size=500), "hard": _algo("cumsum", V=16, length=20, val_size=500)},
@@ -93,6 +96,11 @@ class GridSettings(Config):
     batch_size: int = 64
     warmup_steps: int = 100
     evals: int = 10
+    # convergence: a run stops once its task's metric (GridTask.metric) improved by less than
+    # converge_tol (relative) over converge_window evaluations, checked from min_steps on; None: the cap only
+    converge_tol: float | None = None
+    converge_window: int = 3
+    min_steps: int = 0
     device: str = "auto"
     workers: int = 1
 
@@ -175,11 +183,16 @@ def solve_width(params_at: Callable[[int], int], target: int, widths=range(16, 1
     return best
 
 
-def train_config(s: GridSettings, lr: float, seed: int) -> dict:
+def train_config(s: GridSettings, lr: float, seed: int, grid_task: GridTask | None = None) -> dict:
+    """A run's TrainConfig keys; with s.converge_tol set, the convergence rule on `grid_task`'s metric."""
     from lib.studies import eval_every
 
-    return dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
-                device=s.device, seed=seed)
+    cfg = dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
+               device=s.device, seed=seed)
+    if s.converge_tol is not None and grid_task is not None:
+        cfg.update(converge_metric=grid_task.metric, converge_mode=grid_task.mode, converge_tol=s.converge_tol,
+                   converge_window=s.converge_window, min_steps=s.min_steps)
+    return cfg
 
 
 def tasks_of(s: GridSettings) -> dict[tuple[str, str], tuple[GridTask, Any]]:
@@ -234,10 +247,11 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
               for (t, lv), (gt, task) in tasks.items() for body, looped in itertools.product(s.bodies, s.looped)}
 
     def runs(pairs):  # [(key, lr, seed)] -> train_missing's (model config, task, TrainConfig)
-        return [(models[k], tasks[k[:2]][1], TrainConfig.load(train_config(s, lr, seed))) for k, lr, seed in pairs]
+        return [(models[k], tasks[k[:2]][1], TrainConfig.load(train_config(s, lr, seed, tasks[k[:2]][0]))) for k, lr, seed in pairs]
 
     def sweep(key, lr, seeds):
-        return train_sweep(SeqModel, [models[key]], tasks[key[:2]][1], train_config(s, lr, seeds[0]), seeds=list(seeds), study=STUDY)
+        return train_sweep(SeqModel, [models[key]], tasks[key[:2]][1], train_config(s, lr, seeds[0], tasks[key[:2]][0]),
+                           seeds=list(seeds), study=STUDY)
 
     train_missing(SeqModel, runs([(k, lr, s.seeds[0]) for k in models for lr in s.lrs]), STUDY, s.workers)
     best = {}
@@ -298,15 +312,38 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         mean, lo, hi = seed_interval(g["score"])
         row = dict(zip(["task", "difficulty", "body", "looped"], key), score=mean, lo=lo, hi=hi, seeds=len(g),
                    params=int(g["params"].iloc[0]), state_size=int(g["state_size"].iloc[0]), lr=float(g["lr"].iloc[0]))
+        if "stop_reason" in g:
+            row["steps"] = int(g["steps"].max())
+            row["stop"] = ", ".join(f"{k} ×{v}" for k, v in g["stop_reason"].value_counts().items())
         if "stability" in g and g["stability"].notna().any():
             row["stability"], row["stab_lo"], row["stab_hi"] = seed_interval(g["stability"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def stopping_line(summ: pd.DataFrame) -> str:
+    """How the cells stopped: converged on every seed at a score of at least LEARNED; converged on
+    a plateau below it (the rule saw no improvement, but a later rise cannot be excluded); or the
+    step cap stopped at least one seed (their scores are what the cap allowed)."""
+    if "stop" not in summ:
+        return ""
+    done = summ["stop"].str.fullmatch(r"converged ×\d+")
+    name = lambda g: ", ".join(f"{b}{' (looped)' if lp else ''}" for b, lp in zip(g.body, g.looped))
+    by_task = lambda d: "; ".join(f"{t}: {name(g)}" for t, g in d.groupby("task", sort=False))
+    learned, plateau, capped = summ[done & (summ.score >= LEARNED)], summ[done & (summ.score < LEARNED)], summ[~done]
+    parts = [f"- Stopping: {len(learned)}/{len(summ)} cells converged on every seed at a score ≥ {LEARNED}"]
+    if len(plateau):
+        parts.append(f"{len(plateau)} converged on a plateau below {LEARNED} (no improvement over the rule's window; a later "
+                     f"rise cannot be excluded) — {by_task(plateau)}")
+    if len(capped):
+        parts.append(f"the {int(capped['steps'].max())}-step cap stopped at least one seed of {len(capped)}, so their scores are "
+                     f"what the cap allowed, lower bounds on what the body can reach — {by_task(capped)}")
+    return "; ".join(parts) + "."
+
+
 def findings(summ: pd.DataFrame) -> str:
     """Where looping helps and hurts (intervals apart), and the best body per task at equal parameters."""
-    lines = []
+    lines = [line] if (line := stopping_line(summ)) else []
     for (task, lv), g in summ.groupby(["task", "difficulty"], sort=False):
         g = g.set_index(["body", "looped"])
         helps, hurts, same = [], [], []

@@ -45,6 +45,7 @@ class Settings(Config):
     d_head: int = 16
     # training (student report: Adam 1e-4, batch 64, no schedule, 15-20k steps); steps is the cap
     steps: int = 200
+    steps_for: dict | None = None  # {run name: its own step cap} (the schedule and evals follow it)
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -67,15 +68,20 @@ class Settings(Config):
         RegressionConfig(kind=self.kind, n_dims=self.n_dims, val_size=self.val_size)  # validates kind, sizes
         if self.points < 1 or self.evals < 1 or self.workers < 1:
             raise ValueError(f"points, evals, workers must be >= 1, got {self.points}, {self.evals}, {self.workers}")
+        bad = {k: v for k, v in (self.steps_for or {}).items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+        if bad:
+            raise ValueError(f"steps_for must map run names to step caps >= 1, got {bad}")
         self.train_config()  # validates the training keys
 
-    def train_config(self) -> dict:
-        """The TrainConfig keys of every run (seed aside)."""
+    def train_config(self, run: str | None = None) -> dict:
+        """The TrainConfig keys of a run (seed aside): the shared ones, with `run`'s own step cap
+        from `steps_for` (its schedule and evaluation interval follow that cap)."""
         from lib.train import TrainConfig
 
         keys = {f.name for f in dataclasses.fields(TrainConfig)}
         cfg = {k: v for k, v in dataclasses.asdict(self).items() if k in keys}
-        cfg["eval_every"] = eval_every(self.steps, self.evals)
+        cfg["steps"] = (self.steps_for or {}).get(run, self.steps)
+        cfg["eval_every"] = eval_every(cfg["steps"], self.evals)
         TrainConfig.load(cfg, where="looped settings")
         return cfg
 
@@ -122,18 +128,18 @@ def train(ns: dict | Settings, sweep, seeds: list[int], *, kind: str | None = No
     s = ns if isinstance(ns, Settings) else settings(ns)
     task = make_task(s, kind, points)
     configs = model_configs(s, sweep, points)
-    tcfg = s.train_config()
     histories, models = [], {}
-    groups = [(configs, seeds)] if plain_seeds is None else [([c for c in configs if c.looped], seeds),
-                                                              ([c for c in configs if not c.looped], plain_seeds)]
-    for group, group_seeds in groups:
-        if group:
-            h, m = train_sweep(Looped, group, task_for=loop_curriculum(task, s.loops_ramp), train_cfg=tcfg, seeds=group_seeds,
-                               study=STUDY, columns=columns, workers=s.workers)
-            histories.append(h.assign(kind=task.cfg.kind))
-            models.update(m)
-    return Study(task, configs, pd.concat(histories, ignore_index=True), models, tcfg, list(seeds),
-                 task_for=loop_curriculum(task, s.loops_ramp))
+    seeds_for = lambda c: plain_seeds if plain_seeds is not None and not c.looped else seeds
+    groups: dict = {}  # runs sharing seeds and training keys train as one sweep
+    for c in configs:
+        groups.setdefault((tuple(seeds_for(c)), s.train_config(c.name)["steps"]), []).append(c)
+    for (group_seeds, _), group in groups.items():
+        h, m = train_sweep(Looped, group, task_for=loop_curriculum(task, s.loops_ramp), train_cfg=s.train_config(group[0].name),
+                           seeds=list(group_seeds), study=STUDY, columns=columns, workers=s.workers)
+        histories.append(h.assign(kind=task.cfg.kind))
+        models.update(m)
+    return Study(task, configs, pd.concat(histories, ignore_index=True), models, s.train_config(), list(seeds),
+                 task_for=loop_curriculum(task, s.loops_ramp), train_for=lambda c: s.train_config(c.name))
 
 
 def seeds_of(study: Study, c: LoopedConfig) -> list[int]:
@@ -201,7 +207,7 @@ def family_runs(profile: str) -> list:
     from lib.sweep import checkpoint_for
     from lib.train import TrainConfig
 
-    runs, seen = [], set()
+    runs, seen, named, asked = [], set(), set(), set()
     for nb in FAMILY:
         p = profile_parameters(nb, profile)
         s = settings(p)
@@ -209,13 +215,19 @@ def family_runs(profile: str) -> list:
         for kind in p.get("kinds", [s.kind]):
             task = make_task(s, kind, points)
             for c in model_configs(s, p["sweep"], points):
+                named.add(c.name)
                 seeds = p["seeds"] if c.looped or not p.get("plain_seeds") else p["plain_seeds"]
                 for seed in seeds:
-                    run = (c, copy.deepcopy(loop_curriculum(task, s.loops_ramp)(c)), TrainConfig.load({**s.train_config(), "seed": seed}))
+                    run = (c, copy.deepcopy(loop_curriculum(task, s.loops_ramp)(c)),
+                           TrainConfig.load({**s.train_config(c.name), "seed": seed}))
                     key = checkpoint_for(STUDY, *run)
                     if key not in seen:
                         seen.add(key)
                         runs.append(run)
+        asked |= set(s.steps_for or {})
+    if asked - named:
+        raise ValueError(f"steps_for at profile {profile!r} names no run of the family: {sorted(asked - named)}; "
+                         f"its runs: {sorted(named)}")
     return runs
 
 
@@ -276,5 +288,5 @@ def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
     from lib.sweep import checkpoint_for
     from lib.train import TrainConfig, load_snapshots
 
-    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**study.train, "seed": seed}))
+    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**(study.train_for(c) if study.train_for else study.train), "seed": seed}))
     return load_snapshots(path) if path.exists() else []
