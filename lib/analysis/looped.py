@@ -133,7 +133,7 @@ def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: p
                 reasons = ", ".join(sorted(set(h["stop_reason"]))) if "stop_reason" in h else "?"
                 drop = still_falling(history, r.run)
                 why = (f", stopped by {reasons} at step {int(h['step'].max())} while still falling {drop:.0%} over its last 5 "
-                       "evaluations: the step cap, not a plateau" if drop > 0.05 else f", stopped by {reasons}: on a plateau")
+                       "evaluations: the step cap, not a plateau" if drop > STILL_FALLING else f", stopped by {reasons}: on a plateau")
             parts.append(f"`{r.run}` ({r['error at b']:.3g}{why})")
         text += " — missed by " + "; ".join(parts)
     return text + "."

@@ -8,9 +8,9 @@ task, iso-parameter, with a small lr sweep and seeds (issue #17).
 Protocol. Every (body, plain/looped) is sized to `params` parameters by solving its width
 (`solve_width`, multiples of 16). The lr sweep runs on the first seed; the best lr on validation
 then runs every seed. Looped cells (L = 1, b iterations, T = b: full backprop) are scored at b, 2b,
-4b and 10b; stability = worst error up to 10b / error at b (both floored at 1 %), for cells that learned. Token tasks are scored by accuracy at the
-labelled positions; regression by 1 - error (SE/E[y^2] at the last position), so higher is better
-everywhere. Length extrapolation: token tasks that can be drawn longer are scored at 2n and 4n.
+4b and 10b; stability = worst error up to 10b / error at b (both floored at 1 %), for cells that
+learned. Token tasks are scored by accuracy at the labelled positions; regression by 1 - error
+(SE/E[y^2] at the last position), so higher is better everywhere. Length extrapolation: token tasks that can be drawn longer are scored at 2n and 4n.
 """
 from __future__ import annotations
 
@@ -247,7 +247,8 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
               for (t, lv), (gt, task) in tasks.items() for body, looped in itertools.product(s.bodies, s.looped)}
 
     def runs(pairs):  # [(key, lr, seed)] -> train_missing's (model config, task, TrainConfig)
-        return [(models[k], tasks[k[:2]][1], TrainConfig.load(train_config(s, lr, seed, tasks[k[:2]][0]))) for k, lr, seed in pairs]
+        return [(models[k], tasks[k[:2]][1], TrainConfig.load(train_config(s, lr, seed, tasks[k[:2]][0])))
+                for k, lr, seed in pairs]
 
     def sweep(key, lr, seeds):
         return train_sweep(SeqModel, [models[key]], tasks[key[:2]][1], train_config(s, lr, seeds[0], tasks[key[:2]][0]),

@@ -288,5 +288,6 @@ def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
     from lib.sweep import checkpoint_for
     from lib.train import TrainConfig, load_snapshots
 
-    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**(study.train_for(c) if study.train_for else study.train), "seed": seed}))
+    train = study.train_for(c) if study.train_for else study.train
+    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
     return load_snapshots(path) if path.exists() else []
