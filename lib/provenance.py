@@ -96,6 +96,19 @@ def retrain_stale() -> bool:
     return os.environ.get(RETRAIN_STALE_ENV) == "1"
 
 
+def revisions_of(saved: dict) -> list[str]:
+    """The revisions a checkpoint's run was trained at (older checkpoints record only one)."""
+    return saved.get("revisions") or [saved.get("git_revision", "unknown")]
+
+
+def to_retrain(saved: dict, code: list[str] | None = None) -> list[str]:
+    """Under --retrain-stale, the changed files that make this checkpoint's run stale (empty: keep it).
+    `code`: the run's dependencies when the checkpoint predates recording them."""
+    if not retrain_stale():
+        return []
+    return stale_for(revisions_of(saved), saved.get("code", code))
+
+
 def record(row: dict) -> None:
     """Append one run's record to $SEQLAB_OUT/runs.jsonl (only under the runner)."""
     from lib.report import OUT_ENV

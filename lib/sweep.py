@@ -47,12 +47,7 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
     if not path.exists():
         return False
     saved = load_checkpoint(path)
-    if not finished(saved, cfg):
-        return False
-    if provenance.retrain_stale():
-        revisions = saved.get("revisions") or [saved.get("git_revision", "unknown")]
-        return not provenance.stale_for(revisions, saved.get("code"))
-    return True
+    return finished(saved, cfg) and not provenance.to_retrain(saved)
 
 
 def _alive(pid: int) -> bool:

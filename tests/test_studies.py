@@ -9,7 +9,7 @@ from lib.paths import CONFIGS
 from lib.studies import looped
 
 # Where a study's profile deliberately trains on other settings (its own checkpoints, stated in its YAML).
-OWN_SETTINGS = {("learnable_loop_lr", "gpu"): {"n_embd", "steps"}, ("n_token_masking", "cpu"): {"min_steps"}}
+OWN_SETTINGS = {("learnable_loop_lr", "gpu"): {"n_embd", "steps"}, ("n_token_masking", "cpu"): {"steps", "min_steps"}}
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
