@@ -158,6 +158,19 @@ def test_context_masks_touch_only_the_context_pairs():
         keep_context(4, 4, "last")
 
 
+def test_the_reports_first_n_mask_masks_the_query_until_every_pair_is_kept():
+    from lib.studies.looped import REPORT_FIRST, report_first_mask, state_masks
+
+    assert report_first_mask(4, 2).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # the query's state masked too
+    assert report_first_mask(4, 3).tolist() == [1, 1, 1, 1, 1, 1, 0, 0]  # = the query-only control
+    assert report_first_mask(4, 4).tolist() == [1] * 8
+    assert [n for n, _ in state_masks(4, REPORT_FIRST, n_step=3)] == [0, 3, 4]
+    assert [n for n, _ in state_masks(4, "first", n_step=2)] == [0, 2, 3]
+    assert torch.equal(state_masks(4, "first")[-1][1], keep_context(4, 3, "first"))
+    with pytest.raises(ValueError, match="wheres: unknown mask 'middle'; allowed"):
+        state_masks(4, "middle")
+
+
 def test_a_full_context_mask_changes_nothing_and_masking_the_query_changes_only_it():
     torch.manual_seed(0)
     model = Looped(LoopedConfig(**SMALL, b=3, T=3)).eval()

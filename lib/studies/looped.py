@@ -15,10 +15,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from lib.config import Config
 from lib.curriculum import Ramp
-from lib.models.looped import Looped, LoopedConfig
+from lib.models.looped import Looped, LoopedConfig, keep_context
 from lib.studies import Study, eval_every, from_namespace
 from lib.sweep import train_sweep
 from lib.tasks.regression import InContextRegression, RegressionConfig
@@ -170,16 +171,38 @@ def run_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def masking_errors(study: Study, wheres=("first", "last"), multiples=(1, 2, 3), n_step: int = 1) -> pd.DataFrame:
-    """Error at the last position with the recurrent state masked at evaluation (lib.models.looped
-    .keep_context): for every looped run, seed, mask side and number N of context pairs kept
-    (0, n_step, ..., k - 1; the query pair always kept), at iterations m * b for m in `multiples`.
-    Adds the control rows where = 'query only' (every context pair kept, the query's state masked)."""
-    from lib.models.looped import keep_context
+REPORT_FIRST = "first, query too"  # the student report's own first-N mask
 
+
+def report_first_mask(n_pairs: int, n_kept: int) -> torch.Tensor:
+    """(2 * n_pairs,) the student report's first-N mask: keep the state of the first n_kept of all
+    n_pairs pairs, the query's pair counted, so for n_kept < n_pairs the query's own state is masked
+    too (n_kept = n_pairs keeps everything). Only to compare our curve's shape with the report's."""
+    if not 0 <= n_kept <= n_pairs:
+        raise ValueError(f"n_kept must be in [0, {n_pairs}] (all pairs, the query's included), got {n_kept}")
+    mask = torch.zeros(2 * n_pairs)
+    mask[: 2 * n_kept] = 1
+    return mask
+
+
+def state_masks(k: int, where: str, n_step: int = 1) -> list[tuple[int, torch.Tensor]]:
+    """[(N, mask)] for one mask side at a prompt of k pairs: 'first' / 'last' keep N of the k - 1
+    context pairs and the query (lib.models.looped.keep_context); REPORT_FIRST is the report's mask."""
+    if where == REPORT_FIRST:
+        return [(n, report_first_mask(k, n)) for n in sorted({*range(0, k + 1, n_step), k})]
+    if where not in ("first", "last"):
+        raise ValueError(f"wheres: unknown mask {where!r}; allowed: ['first', 'last', {REPORT_FIRST!r}]")
+    return [(n, keep_context(k, n, where)) for n in sorted({*range(0, k, n_step), k - 1})]
+
+
+def masking_errors(study: Study, wheres=("first", "last"), multiples=(1, 2, 3), n_step: int = 1) -> pd.DataFrame:
+    """Error at the last position with the recurrent state masked at evaluation (state_masks): for
+    every looped run, seed, mask side and number N of pairs kept, at iterations m * b for m in
+    `multiples`. Adds the control rows where = 'query only' (every context pair kept, the query's
+    state masked)."""
     task = study.task
     k = task.k
-    masks = [(w, n, keep_context(k, n, w)) for w in wheres for n in sorted({*range(0, k, n_step), k - 1})]
+    masks = [(w, n, mask) for w in wheres for n, mask in state_masks(k, w, n_step)]
     masks.append(("query only", k - 1, keep_context(k, k - 1, "first", query=False)))
     rows = []
     for c in study.configs:

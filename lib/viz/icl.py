@@ -53,15 +53,21 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
     return fig
 
 
+PANELS = {"first": "first N context pairs kept (and the query)", "last": "last N context pairs kept (and the query)",
+          "first, query too": "the report's mask: first N of all pairs\n(the query's state masked for N < k)"}
+
+
 def error_vs_masking(df: pd.DataFrame, title: str = "") -> Figure:
-    """df: columns where ('first'/'last'), n_pairs, error, label (model), multiple (iterations / b)."""
+    """df: columns where ('first' / 'last' / 'first, query too'), n_pairs, error, label (model),
+    multiple (iterations / b). One panel per mask side."""
     wheres = list(dict.fromkeys(df["where"]))
     fig = Figure(figsize=(6 * len(wheres), 4.2))
     axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
     for ax, where in zip(axes, wheres):
         sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax,
                      errorbar=("ci", 95), seed=0)
-        _finish(ax, f"pairs whose state is kept ({where} N)", f"state kept for the {where} N pairs only", "model / loops÷b")
+        panel = PANELS.get(where, f"state kept for the {where} N pairs only")
+        _finish(ax, f"pairs whose state is kept ({where.split(',')[0]} N)", panel, "model / loops÷b")
     fig.suptitle(title or "Masking the recurrent state at evaluation")
     fig.tight_layout()
     return fig
