@@ -52,7 +52,7 @@ def verdict(a: tuple[float, float, float], b: tuple[float, float, float]) -> str
 
 def compare(name_a: str, a: tuple[float, float, float], name_b: str, b: tuple[float, float, float], lower: str = "better") -> str:
     """A sentence comparing two (mean, lo, hi) intervals: apart (which is lower) or overlapping."""
-    higher = {"better": "worse", "more stable": "less stable", "flatter": "sharper"}.get(lower, f"not {lower}")
+    higher = {"better": "worse", "more stable": "less stable", "flatter": "sharper", "earlier": "later"}.get(lower, f"not {lower}")
     v = verdict(a, b)
     nums = f"{a[0]:.3g} [{a[1]:.3g}, {a[2]:.3g}] vs {b[0]:.3g} [{b[1]:.3g}, {b[2]:.3g}]"
     if v == "untested":
