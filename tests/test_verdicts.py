@@ -82,6 +82,11 @@ def test_a_missed_target_says_whether_the_cap_or_a_plateau_stopped_it():
     rows += [{"run": "flat", "seed": 0, "step": s, "val_error": 0.2, "stop_reason": "converged"} for s in range(0, 1000, 100)]
     line = verdicts.target_line(stab, history=pd.DataFrame(rows))
     assert "met by 0/2" in line and "the step cap, not a plateau" in line and "stopped by converged: on a plateau" in line
+    assert "the model, not the training" not in line  # no peer with the same b met the target
+    stab.loc[2] = {"run": "deep", "b": 1, "error at b": 0.01}
+    rows += [{"run": "deep", "seed": 0, "step": s, "val_error": 0.01, "stop_reason": "converged"} for s in range(0, 1000, 100)]
+    line = verdicts.target_line(stab, history=pd.DataFrame(rows))
+    assert "met by 1/3" in line and "on a plateau, where `deep` (0.01) reached the target with the same training" in line
 
 
 def test_unfinished_runs_are_those_the_cap_stopped_while_still_falling():
