@@ -261,6 +261,18 @@ def cost(c: LoopedConfig) -> float:
     return body * c.n_layer * (grad_iters + (c.b - grad_iters) / 3) * c.n_positions
 
 
+def family_training(profile: str) -> dict:
+    """What training the whole family costs at `profile`, from its checkpoints: runs, runs present
+    and finished, and the sum of their training minutes (evaluation excluded)."""
+    from lib.sweep import checkpoint_for
+    from lib.train import finished, load_checkpoint
+
+    runs = family_runs(profile)
+    saved = [(load_checkpoint(p), cfg) for c, t, cfg in runs if (p := checkpoint_for(STUDY, c, t, cfg)).exists()]
+    done = [s for s, cfg in saved if finished(s, cfg)]
+    return {"runs": len(runs), "finished": len(done), "minutes": sum(s["train_seconds"] for s in done) / 60}
+
+
 def train_family(profile: str, workers: int = 2) -> list[str]:
     """Train every missing run of the family at `profile` in `workers` processes, longest first:
     the notebooks then load them. `python -m lib.studies.looped cpu --workers 2`."""
