@@ -76,7 +76,7 @@ def test_surface_matches_explicit_perturbations_and_leaves_the_model_alone(path)
         with torch.no_grad():
             for n, t in twin.named_parameters():
                 t.copy_(centre[n] + a * d1[n] + b * d2[n])
-        assert df[(df.alpha == a) & (df.beta == b)]["loss"].item() == pytest.approx(float(mse(twin, BATCH)))
+        assert df[(df.alpha == a) & (df.beta == b)]["loss"].item() == pytest.approx(float(mse(twin, BATCH).detach()))
     assert model.training and all(torch.equal(before[n], t) for n, t in model.state_dict().items())
 
 
