@@ -127,15 +127,16 @@ def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: p
     if len(missed):
         parts = []
         for _, r in missed.iterrows():
-            why = ""
+            why, plateau = "", False
             if history is not None:
                 h = history[history.run == r.run]
                 reasons = ", ".join(sorted(set(h["stop_reason"]))) if "stop_reason" in h else "?"
                 drop = still_falling(history, r.run)
-                why = (f", stopped by {reasons} at step {int(h['step'].max())} while still falling {drop:.0%} over its last 5 "
-                       "evaluations: the step cap, not a plateau" if drop > STILL_FALLING else f", stopped by {reasons}: on a plateau")
+                plateau = not drop > STILL_FALLING  # (a NaN drop counts as a plateau, as before)
+                why = (f", stopped by {reasons}: on a plateau" if plateau else f", stopped by {reasons} at step "
+                       f"{int(h['step'].max())} while still falling {drop:.0%} over its last 5 evaluations: the step cap, not a plateau")
             peers = met[met["b"] == r["b"]]  # trained the same way (same b), and they reached the target
-            if why.endswith("on a plateau") and len(peers):
+            if plateau and len(peers):
                 why += ", where " + ", ".join(f"`{p.run}` ({p['error at b']:.3g})" for _, p in peers.iterrows()) + \
                        " reached the target with the same training: the model, not the training, limits it"
             parts.append(f"`{r.run}` ({r['error at b']:.3g}{why})")

@@ -172,6 +172,9 @@ def run_table(study: Study) -> pd.DataFrame:
 
 
 REPORT_FIRST = "first, query too"  # the student report's own first-N mask
+# The mask sides masking_errors knows (the notebook's `wheres`), each with what it keeps.
+MASKS = {"first": "first N context pairs kept (and the query)", "last": "last N context pairs kept (and the query)",
+         REPORT_FIRST: "the report's mask: first N of all pairs (the query's state masked for N < k)"}
 
 
 def report_first_mask(n_pairs: int, n_kept: int) -> torch.Tensor:
@@ -190,8 +193,8 @@ def state_masks(k: int, where: str, n_step: int = 1) -> list[tuple[int, torch.Te
     context pairs and the query (lib.models.looped.keep_context); REPORT_FIRST is the report's mask."""
     if where == REPORT_FIRST:
         return [(n, report_first_mask(k, n)) for n in sorted({*range(0, k + 1, n_step), k})]
-    if where not in ("first", "last"):
-        raise ValueError(f"wheres: unknown mask {where!r}; allowed: ['first', 'last', {REPORT_FIRST!r}]")
+    if where not in MASKS:
+        raise ValueError(f"wheres: unknown mask {where!r}; allowed: {list(MASKS)}")
     return [(n, keep_context(k, n, where)) for n in sorted({*range(0, k, n_step), k - 1})]
 
 

@@ -1,6 +1,8 @@
 """Pictures of in-context learning: error vs in-context examples, error vs loop iterations."""
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -53,20 +55,16 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
     return fig
 
 
-PANELS = {"first": "first N context pairs kept (and the query)", "last": "last N context pairs kept (and the query)",
-          "first, query too": "the report's mask: first N of all pairs\n(the query's state masked for N < k)"}
-
-
-def error_vs_masking(df: pd.DataFrame, title: str = "") -> Figure:
-    """df: columns where ('first' / 'last' / 'first, query too'), n_pairs, error, label (model),
-    multiple (iterations / b). One panel per mask side."""
+def error_vs_masking(df: pd.DataFrame, title: str = "", panels: dict[str, str] | None = None) -> Figure:
+    """df: columns where (a mask side), n_pairs, error, label (model), multiple (iterations / b).
+    One panel per mask side, titled by `panels` (side -> what it keeps)."""
     wheres = list(dict.fromkeys(df["where"]))
     fig = Figure(figsize=(6 * len(wheres), 4.2))
     axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
     for ax, where in zip(axes, wheres):
         sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax,
                      errorbar=("ci", 95), seed=0)
-        panel = PANELS.get(where, f"state kept for the {where} N pairs only")
+        panel = textwrap.fill((panels or {}).get(where, f"state kept for the {where} N pairs only"), 45)
         _finish(ax, f"pairs whose state is kept ({where.split(',')[0]} N)", panel, "model / loops÷b")
     fig.suptitle(title or "Masking the recurrent state at evaluation")
     fig.tight_layout()
