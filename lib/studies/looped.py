@@ -173,8 +173,8 @@ def run_table(study: Study) -> pd.DataFrame:
 
 REPORT_FIRST = "first, query too"  # the student report's own first-N mask
 # The mask sides masking_errors knows (the notebook's `wheres`), each with what it keeps.
-MASKS = {"first": "first N context pairs kept (and the query)", "last": "last N context pairs kept (and the query)",
-         REPORT_FIRST: "the report's mask: first N of all pairs (the query's state masked for N < k)"}
+MASKS = {"first": "first N context pairs kept, and the query", "last": "last N context pairs kept, and the query",
+         REPORT_FIRST: "the report's mask: first N of all pairs, the query's state masked for N < k"}
 
 
 def report_first_mask(n_pairs: int, n_kept: int) -> torch.Tensor:
