@@ -28,6 +28,20 @@ def test_each_notebook_sets_up_through_lib_setup(path: Path):
     assert "lib.setup(" in code and "%matplotlib inline" in code
 
 
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_papermill_reads_every_parameter(path: Path):
+    """papermill names each top-level assignment of the parameters cell (else a config key that the
+    notebook does declare is warned about as unknown, e.g. when a comment holds '=' or a quote)."""
+    import ast
+
+    from papermill.inspection import inspect_notebook
+
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    declared = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert declared <= set(inspect_notebook(str(path))), f"{path.name}: papermill cannot read {sorted(declared - set(inspect_notebook(str(path))))}"
+
+
 def test_markdown_tables_print_counts_as_integers_and_nan_as_blank():
     md = markdown_table(pd.DataFrame({"params": [19000], "steps": [2500.0], "error": [float("nan")], "x": [0.012345]}))
     row = md.splitlines()[2]
