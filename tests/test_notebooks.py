@@ -39,7 +39,8 @@ def test_papermill_reads_every_parameter(path: Path):
     cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
     declared = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
-    assert declared <= set(inspect_notebook(str(path))), f"{path.name}: papermill cannot read {sorted(declared - set(inspect_notebook(str(path))))}"
+    unread = declared - set(inspect_notebook(str(path)))
+    assert not unread, f"{path.name}: papermill cannot read {sorted(unread)}"
 
 
 def test_markdown_tables_print_counts_as_integers_and_nan_as_blank():
