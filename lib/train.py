@@ -215,7 +215,7 @@ def departed(first: float, values: list[float], margin: float, mode: str = "min"
     sign = 1.0 if mode == "min" else -1.0
     best = min((sign * v for v in values if not math.isnan(v)), default=math.inf)
     gain = sign * first - best
-    return gain > 0 and gain >= margin * abs(first)
+    return gain > 0 and gain >= margin * abs(first) * (1 - 1e-9)  # 0.8 is 20 % below 1.0 despite rounding
 
 
 def plateaued(state: RunState, cfg: TrainConfig) -> bool:
@@ -550,6 +550,13 @@ def history_frame(state: RunState, extra: dict[str, Any] | None = None) -> pd.Da
     return df
 
 
+def finish(state: RunState, info: RunInfo, extra: dict[str, Any] | None, trained_steps: int) -> pd.DataFrame:
+    """Record the run (provenance) and return its history; a run without a stop reason stopped at the cap."""
+    state.stop_reason = state.stop_reason or "max_steps"
+    record_run(state, info, trained_steps)
+    return history_frame(state, extra)
+
+
 def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | None = None, desc: str = "",
           extra: dict[str, Any] | None = None) -> pd.DataFrame:
     """Train `model` on `task`, resuming from `checkpoint` when it exists (a finished run returns at
@@ -562,9 +569,7 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | N
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # tasks draw batches on the training device
     state = resume(model, opt, gen, task, cfg, info)
     if state.done(cfg):
-        state.stop_reason = state.stop_reason or "max_steps"
-        record_run(state, info, trained_steps=0)
-        return history_frame(state, extra)
+        return finish(state, info, extra, trained_steps=0)
     # A model whose whole forward cannot be traced (e.g. a loop over a runtime count) compiles its parts.
     net = (model.compile_parts() if hasattr(model, "compile_parts") else torch.compile(model)) if info.compiled else model
     amp = _autocast(device, info.precision)
@@ -610,5 +615,4 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | N
                 t0 = time.perf_counter()
     finally:
         pbar.close()
-    record_run(state, info, trained_steps=state.step - step_at_start)
-    return history_frame(state, extra)
+    return finish(state, info, extra, trained_steps=state.step - step_at_start)
