@@ -107,8 +107,8 @@ class TrainConfig(Config):
     finite_every: int = 0  # also check the loss for NaN/inf every N steps (0: at evaluations only; each check waits on the device)
     decay_fraction: float = 0.2  # wsd: the decay lasts this fraction of the steps before it
     decay_shape: str = "linear"  # wsd: 'linear' or 'cosine' from lr to min_lr_ratio*lr
-    plateau_departure: float = 0.0  # the plateau rule waits until the metric improved on its step-0 value by this fraction (0: no wait)
-    max_tokens: int | None = None  # budget of training tokens (samples x the task's sequence length)
+    plateau_departure: float = 0.0  # the plateau rule waits for this relative gain on the step-0 value (0: no wait)
+    max_tokens: float | None = None  # budget of training tokens (samples x the task's sequence length): a float, so YAML's 2e7 loads
     max_flops: float | None = None  # budget of training FLOPs (forward + backward, counted)
 
     def __post_init__(self):

@@ -181,3 +181,4 @@ def test_new_settings_are_checked_with_their_allowed_values():
         TrainConfig(decay_fraction=0)
     with pytest.raises(ValueError, match=r"max_tokens must be > 0 or None, got 0"):
         TrainConfig(max_tokens=0)
+    assert TrainConfig.load({"max_tokens": 2e7, "max_flops": 1e15}).max_tokens == 2e7  # as YAML writes them
