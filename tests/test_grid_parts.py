@@ -193,13 +193,15 @@ def test_findings_call_equal_solved_cells_ties():
 
     from lib.studies.grid import findings
 
-    summ = pd.DataFrame([
-        {"task": "t", "difficulty": "easy", "body": "a", "looped": False, "score": 1.0, "lo": 1.0, "hi": 1.0, "params": 100},
-        {"task": "t", "difficulty": "easy", "body": "b", "looped": False, "score": 1.0, "lo": 1.0, "hi": 1.0, "params": 100},
-        {"task": "t", "difficulty": "easy", "body": "b", "looped": True, "score": 0.5, "lo": 0.4, "hi": 0.6, "params": 100},
-    ])
-    text = findings(summ)
-    assert "not distinguishable from b" in text and "hurts b" in text
+    per_seed = {("a", False): [1.0] * 5, ("b", False): [1.0] * 5, ("b", True): [0.4, 0.45, 0.5, 0.55, 0.6]}
+    table = pd.DataFrame([{"task": "t", "difficulty": "easy", "body": b, "looped": lp, "seed": i, "score": v}
+                          for (b, lp), vs in per_seed.items() for i, v in enumerate(vs)])
+    summ = pd.DataFrame([{"task": "t", "difficulty": "easy", "body": b, "looped": lp, "score": sum(vs) / 5, "lo": min(vs), "hi": max(vs),
+                          "seeds": 5, "params": 100} for (b, lp), vs in per_seed.items()])
+    text = findings(summ, table)
+    assert "not apart from b" in text and "hurts b" in text  # 5 seeds a side: exact p = 2/252
+    text = findings(summ, table[table.seed < 3])
+    assert "hurts no body" in text and "descriptive only" in text  # 3 seeds a side: never apart
 
 
 @pytest.mark.parametrize("name", ["mqar", "induction", "selective_mamba", "selective_copy", "flip", "addition", "linear", "sparse_linear"])

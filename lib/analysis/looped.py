@@ -1,27 +1,31 @@
-"""Verdicts for the looped family, with their thresholds named in one place.
+"""Verdicts for the looped family; their thresholds are defined once, with sources, in
+lib/analysis/reference.py.
 
 Error is SE / E[y^2] at the last position (predicting 0 scores ~1). A model "learned" when its
-error at b is at most LEARNED_MAX (on every seed's mean); only those get a stability verdict.
-Stability past b is the ratio (worst error over b < iterations <= factor * b) / (error at b), per
-seed, with a seed interval: 'stays flat' when the whole interval is at most FLAT_MAX, 'diverges'
-when the whole interval is above DIVERGES_MIN, 'drifts' otherwise.
+error at b is at most LEARNED_MAX on every seed; only those get a stability verdict. Stability past
+b is the ratio (worst error over b < iterations <= factor * b) / (error at b), per seed; errors and
+ratios are summarised on the log scale (geometric mean over seeds, 95 % t-interval): 'stays flat'
+when the whole interval is at most FLAT_MAX, 'diverges' when the whole interval is above
+DIVERGES_MIN, 'drifts' otherwise. The reference's own criterion past b is absolute (PAST_B_STAYS,
+in SE/d²): `past_b_verdict` judges it.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from lib.analysis import labels, reference
 from lib.analysis.stats import seed_interval
 
-LEARNED_MAX = 0.2  # error at b at or below this: the model learned the task
-FLAT_MAX = 1.25  # ratio interval wholly <= this: stays flat past b
-DIVERGES_MIN = 2.0  # ratio interval wholly > this: diverges past b
-CONVERGED_TARGET = 0.03  # issue 13's target for standard TFs and looped b >= 10
+LEARNED_MAX = reference.LEARNED.value
+FLAT_MAX = reference.FLAT.value
+DIVERGES_MIN = reference.DIVERGES.value
+CONVERGED_TARGET = reference.CONVERGED_TARGET.value
 
 
-def stability_table(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
-    """One row per run from an error table (columns run, seed, b, iters, k, error, looped, ...):
-    error at b, worst past b and their ratio, each as mean [95 % seed interval], learned, verdict."""
+def stability_seeds(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
+    """One row per run and seed from an error table (columns run, seed, b, iters, k, error, ...):
+    b, error at b, worst past b (NaN when not evaluated past b), ratio = worst / at b, iters max."""
     last = errors[errors["k"] == k]
     rows = []
     for key, g in last.groupby(list(by), sort=False):
@@ -31,11 +35,24 @@ def stability_table(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)
         at_b = per_seed[b]
         past = per_seed.loc[:, per_seed.columns > b]
         worst = past.max(axis=1) if past.shape[1] else at_b * np.nan
-        e, w, r = seed_interval(at_b), seed_interval(worst), seed_interval(worst / at_b)
-        learned = bool((at_b <= LEARNED_MAX).all())
-        rows.append({**dict(zip(by, key)), "b": b, "seeds": len(at_b), "error at b": e[0], "error lo": e[1], "error hi": e[2],
+        for seed in per_seed.index:
+            rows.append({**dict(zip(by, key)), "seed": seed, "b": b, "error at b": at_b[seed], "worst past b": worst[seed],
+                         "ratio": worst[seed] / at_b[seed], "iters max": int(per_seed.columns.max())})
+    return pd.DataFrame(rows)
+
+
+def stability_table(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
+    """One row per run from an error table: error at b, worst past b and their ratio, each as
+    geometric mean [95 % t-interval over seeds], learned, verdict (per-seed rows: stability_seeds)."""
+    rows = []
+    for key, g in stability_seeds(errors, k, by).groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        b = int(g["b"].iloc[0])
+        e, w, r = (seed_interval(g[c], log=True) for c in ("error at b", "worst past b", "ratio"))
+        learned = bool((g["error at b"] <= LEARNED_MAX).all())
+        rows.append({**dict(zip(by, key)), "b": b, "seeds": len(g), "error at b": e[0], "error lo": e[1], "error hi": e[2],
                      "worst past b": w[0], "ratio": r[0], "ratio lo": r[1], "ratio hi": r[2],
-                     "iters max": int(per_seed.columns.max()), "learned": learned,
+                     "iters max": int(g["iters max"].iloc[0]), "learned": learned,
                      "verdict": stability_verdict((r[0], r[1], r[2]), learned, looped=b > 1)})
     return pd.DataFrame(rows)
 
@@ -55,15 +72,25 @@ def stability_verdict(ratio: tuple[float, float, float], learned: bool, looped: 
     return "drifts"
 
 
-def reference_word(ours: str, reference: str) -> str:
-    """'reproduced' when our verdict is the reference's, 'untested' when ours cannot be judged,
-    'inconclusive' when ours is 'drifts' (the ratio's interval straddles the thresholds), and
-    'contradicted' when ours is the opposite verdict."""
-    if ours in ("did not learn", "untested"):
-        return "untested"
-    if ours == "drifts" and reference in ("diverges", "stays flat"):
-        return "inconclusive (the ratio's interval straddles the thresholds)"
-    return "reproduced" if ours == reference else "contradicted"
+def reference_word(ours: str, theirs: str, seeds: int, finished: bool) -> str:
+    """The label (lib.analysis.labels) of the reference's stability verdict `theirs` against ours:
+    reproduced when ours is the same, contradicted when it is the opposite (finished runs only),
+    not reproduced at this budget when ours is 'drifts' (the ratio's interval straddles the
+    thresholds), the model did not learn, or there are fewer than MIN_SEEDS seeds."""
+    if ours in ("untested", "not looped"):
+        return labels.UNTESTED
+    holds = None if ours in ("did not learn", "drifts") else ours == theirs
+    return labels.derive(holds, seeds, finished, True)[0]
+
+
+def past_b_verdict(seeds: pd.DataFrame, run: str, n_dims: int, finished: bool, claim: str = "") -> labels.Verdict:
+    """The reference's own criterion past b (looped_transformers.md §5a: b = 10 and 20 stay ≤ 0.01
+    SE/d²) for `run`, from its stability_seeds rows: worst error past b divided by d (SE/E[y²] ->
+    SE/d² on linear regression), per seed, on the log scale."""
+    worst = seeds.loc[seeds["run"] == run, "worst past b"] / n_dims
+    return labels.threshold_verdict(claim or f"`{run}` stays low past b", worst.dropna(), reference.PAST_B_STAYS, "below",
+                                    ref_metric="worst SE/d² past b at the last position", ref_horizon="iterations past b",
+                                    finished=finished)
 
 
 def plateau_end(history: pd.DataFrame, level: float = 0.5, metric: str = "val_error") -> pd.Series:
@@ -95,7 +122,7 @@ def still_falling(history: pd.DataFrame, run: str, metric: str = "val_error", wi
     return float(np.mean(drops)) if drops else float("nan")
 
 
-STILL_FALLING = 0.05  # a run whose error fell by more than this over its last 5 evaluations was still learning
+STILL_FALLING = reference.STILL_FALLING.value  # fell by more than this over its last 5 evaluations: still learning
 
 
 def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
@@ -115,7 +142,7 @@ def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
 
 
 def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> str:
-    """Issue 13's convergence target: every standard TF and every looped model with b >= 10 at
+    """The convergence target (reference.CONVERGED_TARGET): every standard TF and every looped model with b >= 10 at
     error <= target at b (mean over seeds); each miss says how it stopped and whether it was still
     improving (then the step cap, not a plateau, is why)."""
     held = stab[(stab["b"] == 1) | (stab["b"] >= 10)]
@@ -144,7 +171,7 @@ def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: p
     return text + "."
 
 
-RISE = 1.5  # a rise of the error by this factor after its minimum, as N grows, makes a curve non-monotone
+RISE = reference.RISE.value  # a rise of the error by this factor after its minimum, as N grows: non-monotone
 
 
 def curve_shape(n: pd.Series, error: pd.Series) -> dict:

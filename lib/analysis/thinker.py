@@ -1,14 +1,15 @@
 """Findings of the latent thinker study, from its tables (each function returns Markdown lines).
 
-Intervals are lib.analysis.stats' (95 % bootstrap over seeds); comparisons are stats.compare;
-"reproduced / contradicted / not reproduced / untested" are stats.reference_check's words.
+Intervals are lib.analysis.stats' (95 % Student-t over seeds); comparisons are stats.compare;
+the reference's claims get lib.analysis.labels' labels.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from lib.analysis.stats import compare, reference_check, seed_interval
+from lib.analysis import labels
+from lib.analysis.stats import compare, seed_interval
 
 SOLVED = 1.0  # token accuracy that counts as a solved copy run
 REACH = 0.99  # "reached": the first evaluation at or above this
@@ -33,11 +34,15 @@ def copy_claim(final: pd.DataFrame, history: pd.DataFrame, curricula: list[str],
     lines = [f"- **Claim 1, copy (L = {length}, {steps} steps of batch {batch})**: held-out token accuracy " + "; ".join(parts)
              + ". Reference: 0.58 without a curriculum (65k iterations), 1.00 with the uniform one (~9.5k)."]
     if "none" in acc.groups:
-        none = seed_interval(acc.get_group("none"))
+        none = acc.get_group("none")
         for c in (c for c in curricula if c != "none" and c in acc.groups):
-            cur = seed_interval(acc.get_group(c))
-            lines.append(f"  - `{c}` vs `none`: " + compare(f"`{c}`", cur, "`none`", none, lower="worse")
-                         + f"; the reference's gain from a curriculum: **{reference_check(cur, none, expected='higher')}**.")
+            cmp = compare(acc.get_group(c), none)
+            gain = labels.comparison_verdict(
+                "a curriculum raises copy accuracy", cmp, "higher", ref_metric="token accuracy", ref_horizon="the end of training",
+                ref_value="1.00 with the uniform curriculum vs 0.58 without",
+                finished=labels.finished(history, [c, "none"], by=("curriculum", "seed")))
+            lines.append(f"  - `{c}` vs `none`: " + cmp.sentence(f"`{c}`", "`none`", lower="worse")
+                         + f"; the reference's gain from a curriculum: **{gain.label}** ({gain.reason}).")
     others = [c for c in curricula if c != "none" and c in acc.groups]
     if others:
         best = max(others, key=lambda c: acc.get_group(c).mean())

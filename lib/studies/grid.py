@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch.nn as nn
 
+from lib.analysis.stats import MIN_SEEDS, compare, seed_interval
 from lib.config import Config
 from lib.models.bodies import BODIES, BodyConfig, state_size
 from lib.models.seq import SeqConfig, SeqModel
@@ -304,10 +305,8 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, difficulty, body, looped): score mean and 95 % interval over seeds, and
-    the stability ratio for looped cells."""
-    from lib.analysis.stats import seed_interval
-
+    """One row per (task, difficulty, body, looped): score mean and 95 % t-interval over seeds, and
+    the stability ratio for looped cells (geometric mean, interval on the log scale)."""
     rows = []
     for key, g in table.groupby(["task", "difficulty", "body", "looped"], sort=False):
         mean, lo, hi = seed_interval(g["score"])
@@ -317,7 +316,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             row["steps"] = int(g["steps"].max())
             row["stop"] = ", ".join(f"{k} ×{v}" for k, v in g["stop_reason"].value_counts().items())
         if "stability" in g and g["stability"].notna().any():
-            row["stability"], row["stab_lo"], row["stab_hi"] = seed_interval(g["stability"])
+            row["stability"], row["stab_lo"], row["stab_hi"] = seed_interval(g["stability"], log=True)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -342,25 +341,34 @@ def stopping_line(summ: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def findings(summ: pd.DataFrame) -> str:
-    """Where looping helps and hurts (intervals apart), and the best body per task at equal parameters."""
+def findings(summ: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Where looping helps and hurts, and the best body per task at equal parameters, from the
+    per-seed scores in `table` (stats.compare: apart only at p < 0.05 with >= MIN_SEEDS seeds a
+    side; fewer seeds: descriptive, said so)."""
     lines = [line] if (line := stopping_line(summ)) else []
+    scores = table.groupby(["task", "difficulty", "body", "looped"])["score"]
     for (task, lv), g in summ.groupby(["task", "difficulty"], sort=False):
         g = g.set_index(["body", "looped"])
-        helps, hurts, same = [], [], []
+        of = lambda body, looped: scores.get_group((task, lv, body, looped))
+        helps, hurts, same, few = [], [], [], []
         for body in g.index.get_level_values(0).unique():
             if (body, True) in g.index and (body, False) in g.index:
-                a, b = g.loc[(body, True)], g.loc[(body, False)]  # intervals apart (two solved seeds give [1, 1]: still apart)
-                (helps if a.lo > b.hi else hurts if a.hi < b.lo else same).append(body)
+                c = compare(of(body, True), of(body, False))
+                {"higher": helps, "lower": hurts, "not apart": same}.get(c.verdict, few).append(
+                    body if c.verdict != "descriptive" else f"{body} (looped mean {c.direction}, {min(c.n_a, c.n_b)} seeds)")
         best = g["score"].idxmax()
-        ties = [f"{b}{' (looped)' if lp else ''}" for (b, lp), r in g.iterrows()
-                if (b, lp) != best and r.hi >= g.loc[best, "lo"]]  # its interval reaches the best one's
+        name = lambda b, lp: f"{b}{' (looped)' if lp else ''}"
+        ties = [name(*k) for k in g.index if k != best and compare(of(*best), of(*k)).verdict != "higher"]
+        seeds = int(g["seeds"].min()) if "seeds" in g else len(of(*best))
         lines.append(f"- **{task}** ({lv}): the most parameter-efficient (best at ~{int(g['params'].median()):,} parameters) is "
                      f"**{best[0]} ({'looped' if best[1] else 'plain'})** at {g.loc[best, 'score']:.3f} "
                      f"[{g.loc[best, 'lo']:.3f}, {g.loc[best, 'hi']:.3f}]"
-                     + (f", not distinguishable from {', '.join(ties)}" if ties else ", ahead of every other cell (intervals apart)")
+                     + (f", not apart from {', '.join(ties)}" if ties else ", apart from every other cell (p < 0.05)")
+                     + (f" (descriptive: {seeds} seeds, fewer than {MIN_SEEDS})" if seeds < MIN_SEEDS else "")
                      + f". Looping helps {', '.join(helps) or 'no body'}; hurts {', '.join(hurts) or 'no body'}; "
-                     f"no difference for {', '.join(same) or 'none'} (looped vs plain, 95 % intervals over seeds).")
+                     f"not apart for {', '.join(same) or 'none'}"
+                     + (f"; descriptive only (fewer than {MIN_SEEDS} seeds a side) for {', '.join(few)}" if few else "")
+                     + " (looped vs plain, exact permutation test on the seeds' scores, apart at p < 0.05).")
     return "\n".join(lines)
 
 

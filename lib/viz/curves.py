@@ -1,4 +1,4 @@
-"""Metric curves over training for a sweep: one line per run (its seeds as a mean and a 95 % band).
+"""Metric curves over training for a sweep: one line per run (its seeds as a mean and a 95 % t-band).
 
 Colours: `color(name)` gives each run name one colour for the whole kernel (a report), in the order
 names are first drawn, so a model keeps its colour across every figure of a report.
@@ -8,6 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+
+from lib.analysis.stats import t_band
 
 _COLORS: dict[str, tuple] = {}
 
@@ -43,14 +45,14 @@ LABELS = {
 
 def plot(df: pd.DataFrame, y: str = "val_error_pct", x: str = "samples", hue: str = "run", logy: bool = True, title: str = "",
          logx: bool = False, style: str | None = None, ax=None) -> Figure:
-    """`y` against `x`, one line per `hue` value (seeds averaged, 95 % bootstrap band), each value in
+    """`y` against `x`, one line per `hue` value (seeds averaged, 95 % Student-t band over seeds), each value in
     its report-wide colour; `style` (e.g. a baseline flag column) gives distinct line styles."""
     fig = ax.figure if ax is not None else Figure(figsize=(7, 4))
     ax = ax if ax is not None else fig.subplots()
     data = df[df[x] > 0] if logy and y in ("val_loss", "train_loss") else df
     order = list(dict.fromkeys(data[hue]))
     sns.lineplot(data=data, x=x, y=y, hue=hue, hue_order=order, palette=palette(order), style=style, marker="o", markersize=3,
-                 ax=ax, errorbar=("ci", 95), seed=0)  # seeded bootstrap: stable figures
+                 ax=ax, errorbar=t_band)
     if logy:
         ax.set_yscale("symlog" if (data[y] <= 0).any() else "log", **({"linthresh": 0.01} if (data[y] <= 0).any() else {}))
     if logx:

@@ -7,6 +7,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from lib.analysis.stats import t_band
+
 ERROR = "squared error / E[y²] (1 = predicting 0)"
 
 
@@ -22,13 +24,13 @@ def _finish(ax, xlabel: str, title: str, legend_title: str | None = None) -> Non
 
 
 def error_vs_k(errors: pd.DataFrame | None, baselines: pd.DataFrame | None = None, title: str = "") -> Figure:
-    """errors: columns label, k, error (mean over seeds is drawn with a 95 % band; None: baselines
+    """errors: columns label, k, error (mean over seeds is drawn with a 95 % t-band; None: baselines
     only); baselines dashed."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     errors = pd.DataFrame(columns=["label", "k", "error"]) if errors is None else errors
     if len(errors):
-        sns.lineplot(data=errors, x="k", y="error", hue="label", ax=ax, errorbar=("ci", 95), seed=0)
+        sns.lineplot(data=errors, x="k", y="error", hue="label", ax=ax, errorbar=t_band)
     if baselines is not None:
         for name, g in baselines.groupby("model"):
             ax.plot(g["k"], g["error"], ls="--", lw=1, label=name)
@@ -43,7 +45,7 @@ def error_vs_iters(errors: pd.DataFrame, marks: dict[str, int] | None = None, fl
     """errors: columns label, iters, error. `marks`: label -> b (dotted vertical line); `flat`: label -> level."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
-    sns.lineplot(data=errors, x="iters", y="error", hue="label", ax=ax, errorbar=("ci", 95), seed=0)
+    sns.lineplot(data=errors, x="iters", y="error", hue="label", ax=ax, errorbar=t_band)
     palette = dict(zip(errors["label"].unique(), sns.color_palette()))
     for label, b in (marks or {}).items():
         ax.axvline(b, color=palette.get(label, "grey"), ls=":", lw=1)
@@ -63,7 +65,7 @@ def error_vs_masking(df: pd.DataFrame, title: str = "", panels: dict[str, str] |
     axes = fig.subplots(1, len(wheres), sharey=True, squeeze=False)[0]
     for ax, where in zip(axes, wheres):
         sns.lineplot(data=df[df["where"] == where], x="n_pairs", y="error", hue="label", style="multiple", ax=ax,
-                     errorbar=("ci", 95), seed=0)
+                     errorbar=t_band)
         panel = textwrap.fill((panels or {}).get(where, f"state kept for the {where} N pairs only"), 45)
         _finish(ax, f"pairs whose state is kept ({where.split(',')[0]} N)", panel, "model / loops÷b")
     fig.suptitle(title or "Masking the recurrent state at evaluation")
