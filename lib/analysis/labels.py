@@ -106,6 +106,11 @@ def from_comparison(cmp: Comparison, expected: str) -> bool | None:
     return cmp.verdict == expected
 
 
+def reference_check(cmp: Comparison, expected: str, finished: bool, comparable: bool = True) -> str:
+    """The label of "side a is `expected` ('lower'/'higher') than side b" from a stats.compare result."""
+    return derive(from_comparison(cmp, expected), min(cmp.n_a, cmp.n_b), finished, comparable)[0]
+
+
 def threshold_verdict(claim: str, values, threshold: Threshold, side: str, *, ref_metric: str, ref_horizon: str,
                       finished: bool, comparable: bool = True, log: bool = True) -> Verdict:
     """Judge "our per-seed `values` are `side` ('below'/'above') the reference's `threshold`"."""
