@@ -103,6 +103,7 @@ def test_compare_says_apart_only_at_p_below_005_with_five_seeds_a_side():
     mixed = stats.compare(lo, [0.10, 0.14, 0.12, 0.11, 0.15])
     assert mixed.verdict == "not apart" and mixed.p >= 0.05 and "**not apart**" in mixed.sentence("A", "B")
     assert stats.compare([0.1], hi).verdict == "untested"
+    assert {c.verdict, mixed.verdict, stats.compare(lo[:3], hi[:3]).verdict} <= set(stats.VERDICTS)
     with pytest.raises(TypeError, match="per-seed values"):
         stats.compare("A", hi)
 

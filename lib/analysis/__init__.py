@@ -1,2 +1,3 @@
-"""Numerical analysis behind the reports: intervals and verdicts (stats.py), the looped family's
-stability and learning verdicts (looped.py), loss-surface maths (loss_surface.py)."""
+"""Numerical analysis behind the reports: intervals, tests and comparisons over seeds (stats.py), the
+reference-first labels (labels.py), the references' thresholds with their sources (reference.py),
+the looped family's stability and learning verdicts (looped.py), loss-surface maths (loss_surface.py)."""

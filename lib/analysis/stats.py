@@ -145,9 +145,7 @@ def bootstrap(values, axis: int = 0, level: float = LEVEL, n_boot: int = N_BOOT,
 
 
 def fmt(ci: tuple[float, float, float]) -> str:
-    """'0.0123 [0.0101, 0.0145]'; one value (lo = hi): '0.0123 (one seed)'."""
-    if ci[1] == ci[2] and not math.isnan(ci[0]):
-        return f"{ci[0]:.3g} (one seed)"
+    """'0.0123 [0.0101, 0.0145]'"""
     return f"{ci[0]:.3g} [{ci[1]:.3g}, {ci[2]:.3g}]"
 
 
