@@ -75,8 +75,9 @@ def stability_verdict(ratio: tuple[float, float, float], learned: bool, looped: 
 def reference_word(ours: str, theirs: str, seeds: int, finished: bool) -> str:
     """The label (lib.analysis.labels) of the reference's stability verdict `theirs` against ours:
     reproduced when ours is the same, contradicted when it is the opposite (finished runs only),
-    not reproduced at this budget when ours is 'drifts' (the ratio's interval straddles the
-    thresholds), the model did not learn, or there are fewer than MIN_SEEDS seeds."""
+    not reproduced at this budget when ours is 'drifts' (the ratio's interval is neither wholly at
+    most FLAT_MAX nor wholly above DIVERGES_MIN), the model did not learn, or there are fewer than
+    MIN_SEEDS seeds; untested when there is no looped model to judge."""
     if ours in ("untested", "not looped"):
         return labels.UNTESTED
     holds = None if ours in ("did not learn", "drifts") else ours == theirs
