@@ -146,9 +146,8 @@ def finished(history: pd.DataFrame, runs=None, by: tuple[str, str] = ("run", "se
 
 
 def sentence(v: Verdict) -> str:
-    """One Markdown sentence: the label in bold, the claim, the reference's value and ours, and why."""
+    """One Markdown sentence: the label in bold, the claim, the reference's value, metric and
+    horizon, our seeds and whether the runs finished, and the reason (which carries our numbers)."""
     state = "finished runs" if v.finished else "runs the cap stopped"
-    ours = ("no runs" if v.n_seeds == 0 else
-            f"ours {fmt((v.ours, *v.interval))} over {v.n_seeds} seed{'s' if v.n_seeds != 1 else ''}, {state}")
-    return (f"**{v.label}** — {v.claim} (the reference's {v.ref_metric} at {v.ref_horizon}: {v.ref_value}; {ours}): "
-            f"{v.reason}.")
+    ours = "no runs of ours" if v.n_seeds == 0 else f"ours over {v.n_seeds} seed{'s' if v.n_seeds != 1 else ''}, {state}"
+    return f"**{v.label}** — {v.claim} (the reference: {v.ref_value}, {v.ref_metric}, {v.ref_horizon}; {ours}): {v.reason}."

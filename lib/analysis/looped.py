@@ -84,14 +84,15 @@ def reference_word(ours: str, theirs: str, seeds: int, finished: bool) -> str:
     return labels.derive(holds, seeds, finished, True)[0]
 
 
-def past_b_verdict(seeds: pd.DataFrame, run: str, n_dims: int, finished: bool, claim: str = "") -> labels.Verdict:
+def past_b_verdict(seeds: pd.DataFrame, run: str, n_dims: int, finished: bool, claim: str = "",
+                   comparable: bool = True) -> labels.Verdict:
     """The reference's own criterion past b (looped_transformers.md §5a: b = 10 and 20 stay ≤ 0.01
     SE/d²) for `run`, from its stability_seeds rows: worst error past b divided by d (SE/E[y²] ->
     SE/d² on linear regression), per seed, on the log scale."""
     worst = seeds.loc[seeds["run"] == run, "worst past b"] / n_dims
     return labels.threshold_verdict(claim or f"`{run}` stays low past b", worst.dropna(), reference.PAST_B_STAYS, "below",
-                                    ref_metric="worst SE/d² past b at the last position", ref_horizon="iterations past b",
-                                    finished=finished)
+                                    ref_metric="worst SE/d² at the last position", ref_horizon="past b",
+                                    finished=finished, comparable=comparable)
 
 
 def plateau_end(history: pd.DataFrame, level: float = 0.5, metric: str = "val_error") -> pd.Series:
