@@ -144,8 +144,8 @@ def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
 
 
 def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> str:
-    """The convergence target (reference.CONVERGED_TARGET): every standard TF and every looped model with b >= 10 at
-    error <= target at b (mean over seeds); each miss says how it stopped and whether it was still
+    """The convergence target (reference.CONVERGED_TARGET): every standard TF and every looped model
+    with b >= 10 at error <= target at b (geometric mean over seeds); each miss says how it stopped and whether it was still
     improving (then the step cap, not a plateau, is why)."""
     held = stab[(stab["b"] == 1) | (stab["b"] >= 10)]
     if not len(held):
