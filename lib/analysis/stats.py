@@ -283,7 +283,3 @@ def compare(a, b, log: bool = False, level: float = LEVEL) -> Comparison:
         verdict = "not apart"
     return Comparison(ma, mb, (la, ha), (lb, hb), na, nb, p, test, effect, effect_name, log, direction, verdict)
 
-
-def line(name_a: str, a, name_b: str, b, lower: str = "better", log: bool = False) -> str:
-    """compare(a, b, log).sentence(name_a, name_b, lower): the usual one-liner in a findings cell."""
-    return compare(a, b, log=log).sentence(name_a, name_b, lower)
