@@ -77,7 +77,7 @@ def derive(holds: bool | None, n_seeds: int, finished: bool, comparable: bool, w
     if holds:
         return REPRODUCED, f"shown{why}"
     if not finished:
-        return NOT_AT_BUDGET, f"against the claim, but the step cap stopped the runs before their plateau rule{why}"
+        return NOT_AT_BUDGET, f"against the claim, but a cap (steps or time) stopped the runs before their plateau rule fired{why}"
     return CONTRADICTED, f"against the claim, from finished runs{why}"
 
 
