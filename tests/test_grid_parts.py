@@ -16,11 +16,11 @@ def body(kind, **kw):
 
 
 def test_mqar_matches_a_plain_python_oracle():
-    cfg = RecallConfig(kind="mqar", vocab=32, seq_len=48, pairs=6)
+    cfg = RecallConfig(kind="mqar", vocab=64, seq_len=48, pairs=6)
     b = sample_mqar(cfg, 200, torch.Generator().manual_seed(0))
     for x, y in zip(b.x.tolist(), b.y.tolist()):
         context = {x[i]: x[i + 1] for i in range(0, 2 * cfg.pairs, 2)}  # key -> value
-        assert len(context) == cfg.pairs and all(0 < k < 16 <= v < 32 for k, v in context.items())
+        assert len(context) == cfg.pairs and all(0 < k < 32 <= v < 64 for k, v in context.items())
         asked = [j for j, t in enumerate(y) if t != IGNORE]
         assert len(asked) == cfg.pairs and all(j >= 2 * cfg.pairs for j in asked)
         assert sorted(x[j] for j in asked) == sorted(context)  # every key asked once

@@ -1,12 +1,17 @@
-"""Token-recall tasks for the block x task grid: multi-query associative recall and induction heads.
+"""Token-recall tasks for the block x task grid: multi-query associative recall, induction heads, selective copying.
 
-MQAR (Arora et al. 2023, "Zoology"; the format of HazyResearch/zoology's `multiquery_ar`):
+MQAR (Arora et al. 2023, "Zoology"; the layout of HazyResearch/zoology's `multiquery_ar`):
 
-    k_1 v_1 k_2 v_2 ... k_P v_P | filler ... k_i v_i ... filler ... k_j v_j ...
-    keys from 1 .. V/2 - 1, values from V/2 .. V - 1, distinct within a sequence; every key is asked
-    once after the context, at a position drawn with power-law gaps (zoology's power_a), and the
-    model must output its value at the query key's position. Filler tokens are random. Labels are
-    -100 (ignored) everywhere but at the query positions.
+    input   k_1 v_1 k_2 v_2 ... k_P v_P | f f k_i f f f k_j f ...
+    label   -   -   -   -   ... -   -   | - - v_i - - - v_j - ...
+
+    Keys are drawn from 1 .. V/2 - 1 and values from V/2 .. V - 1, distinct within a sequence. Every
+    key is asked once after the context, in a random order, at even offsets drawn with power-law gaps
+    (zoology's power_a), and the model outputs its value at the query key's position. Labels are -100
+    (ignored) everywhere else. Every other position holds filler f: a random token that is not one of
+    the sequence's values, so the cell after a query never shows its answer and no query reveals the
+    answer of another (no elimination over revealed values). Filler may repeat a key, as in zoology;
+    a vocabulary larger than the sequence length (zoology's condition) keeps such stray copies rare.
 
 Induction heads: random tokens with a trigger token t at a random position p; the last token is t
 again and the target there is the token that followed the first t (labels -100 elsewhere).
@@ -16,12 +21,14 @@ Selective copying in the Mamba paper's form (Gu & Dao 2023, section 4.1.1): P da
 markers the model outputs the data tokens in order. (Seed 000's form, letters in a blank area with
 the answer masked, is lib/tasks/selective_copy.py.)
 
-Both draw on the generator's device; the validation set is fixed and held out (lib.tasks.heldout).
+All draw on the generator's device; the validation set is fixed and held out (lib.tasks.heldout).
 Difficulty knobs: vocabulary V, sequence length N, pairs P (MQAR).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import torch
@@ -31,6 +38,8 @@ from lib.config import Config
 from lib.tasks.heldout import HeldOut
 
 IGNORE = -100
+# Part of an MQAR task's checkpoint key: the layout with filler after each query (not its answer).
+MQAR_LAYOUT = "mqar: filler after each query"
 
 
 class TokenBatch(NamedTuple):
@@ -41,7 +50,7 @@ class TokenBatch(NamedTuple):
 @dataclass(frozen=True)
 class RecallConfig(Config):
     kind: str = "mqar"  # 'mqar', 'induction' or 'selective'
-    vocab: int = 64  # V
+    vocab: int = 128  # V (mqar: > seq_len)
     seq_len: int = 64  # N
     pairs: int = 8  # P (mqar)
     power_a: float = 0.01  # mqar: query gaps ~ power law (zoology's default)
@@ -52,6 +61,8 @@ class RecallConfig(Config):
         if self.kind not in SAMPLERS:
             raise ValueError(f"kind must be one of {sorted(SAMPLERS)}, got {self.kind!r}")
         if self.kind == "mqar":
+            if self.vocab <= self.seq_len:
+                raise ValueError(f"mqar needs vocab > seq_len (zoology's condition), got vocab={self.vocab}, seq_len={self.seq_len}")
             if self.pairs < 1 or self.pairs > self.vocab // 2 - 1:
                 raise ValueError(f"pairs must be in [1, vocab / 2 - 1 = {self.vocab // 2 - 1}], got {self.pairs}")
             if (self.seq_len - 2 * self.pairs) // 2 < self.pairs:
@@ -68,17 +79,17 @@ def sample_mqar(cfg: RecallConfig, n: int, gen: torch.Generator) -> TokenBatch:
     half = V // 2
     keys = torch.rand(n, half - 1, generator=gen, device=dev).argsort(1)[:, :P] + 1  # (n, P) distinct in 1..half-1
     values = torch.rand(n, V - half, generator=gen, device=dev).argsort(1)[:, :P] + half  # (n, P) distinct in half..V-1
-    seq = torch.randint(0, V, (n, N + 1), generator=gen, device=dev)  # filler (one extra: inputs and shifted labels)
-    seq[:, 0 : 2 * P : 2], seq[:, 1 : 2 * P : 2] = keys, values
-    space = (N + 1 - 2 * P) // 2  # query slots: pairs of cells after the context
+    allowed = torch.ones(n, V, device=dev).scatter_(1, values, 0.0)  # filler: any token but this sequence's values
+    x = torch.multinomial(allowed, N, replacement=True, generator=gen)  # (n, N)
+    x[:, 0 : 2 * P : 2], x[:, 1 : 2 * P : 2] = keys, values
+    space = (N - 2 * P) // 2  # query slots: pairs of cells after the context, the second one filler
     gaps = torch.arange(1, space + 1, device=dev, dtype=torch.float)
     p = cfg.power_a * gaps ** (cfg.power_a - 1)
     slots = torch.multinomial((p / p.sum()).expand(n, -1), P, replacement=False, generator=gen)  # (n, P)
     pos = 2 * P + 2 * slots  # query key positions
     order = torch.rand(n, P, generator=gen, device=dev).argsort(1)  # which pair each query asks
-    seq.scatter_(1, pos, keys.gather(1, order))
-    seq.scatter_(1, pos + 1, values.gather(1, order))
-    x, y = seq[:, :-1], torch.full((n, N), IGNORE, dtype=torch.long, device=dev)
+    x.scatter_(1, pos, keys.gather(1, order))
+    y = torch.full((n, N), IGNORE, dtype=torch.long, device=dev)
     y.scatter_(1, pos, values.gather(1, order))  # at a query key, predict its value
     return TokenBatch(x, y)
 
@@ -144,7 +155,7 @@ class Recall(TokenTask):
 
     def __init__(self, cfg: RecallConfig):
         self.cfg = cfg
-        self.spec = (cfg,)
+        self.spec = (cfg, MQAR_LAYOUT) if cfg.kind == "mqar" else (cfg,)
         self.vocab = cfg.vocab
         self.val = SAMPLERS[cfg.kind](cfg, cfg.val_size, torch.Generator().manual_seed(cfg.val_seed))
         self.heldout = HeldOut(self.val.x)
@@ -154,7 +165,9 @@ class Recall(TokenTask):
         return TokenBatch(*self.heldout.fill(draw, batch_size, on_device=gen.device.type != "cpu"))
 
     def at_length(self, seq_len: int, n: int = 500, seed: int = 777) -> TokenBatch:
-        """A fixed evaluation set at another sequence length (length extrapolation)."""
-        import dataclasses
-
-        return SAMPLERS[self.cfg.kind](dataclasses.replace(self.cfg, seq_len=seq_len), n, torch.Generator().manual_seed(seed))
+        """A fixed evaluation set at a longer sequence length (length extrapolation). The vocabulary
+        stays the model's, so MQAR at 2n or 4n may have vocab <= seq_len: more stray key copies."""
+        if seq_len < self.cfg.seq_len:
+            raise ValueError(f"at_length extrapolates: seq_len must be >= {self.cfg.seq_len}, got {seq_len}")
+        longer = SimpleNamespace(**{**dataclasses.asdict(self.cfg), "seq_len": seq_len})
+        return SAMPLERS[self.cfg.kind](longer, n, torch.Generator().manual_seed(seed))
