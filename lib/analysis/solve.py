@@ -23,7 +23,7 @@ class SolveTime:
 
     def __post_init__(self):
         if self.solved != (self.samples is not None) or self.solved == (self.censored_at is not None):
-            raise ValueError(f"a SolveTime has samples when solved, censored_at when not; got {self}")
+            raise ValueError(f"a SolveTime has samples when solved, censored_at when not; got {self!r}")
 
     @property
     def bound(self) -> int:
