@@ -115,37 +115,44 @@ INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, counts) can hold
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 as PyYAML reads it, but 3e-3 (no dot) is a float, as a Python reader expects; a key
-    given twice in one mapping is an error instead of silently keeping the last; keys are strings;
-    merge keys (`<<: *base`) work; and a document that expands to more than MAX_VALUES values
-    through its aliases (a 'billion laughs' bomb) is refused before anything is built from it."""
+    """YAML 1.1 as PyYAML reads it, but 3e-3 (no dot) is a float, as a Python reader expects, and
+    the document is checked before anything is built from it (_check_document)."""
 
     def compose_document(self):
         node = super().compose_document()
-        _count_values(node)
+        if node is not None:
+            _check_document(node)
         return node
 
-    def construct_mapping(self, node, deep=False):
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _check_document(root: yaml.Node) -> None:
+    """Raise ConfigError for a key given twice in one mapping (instead of silently keeping the
+    last), a key that is not a string, an alias inside the value it names, or more than MAX_VALUES
+    values once the aliases are expanded (a 'billion laughs' bomb). Merge keys (`<<: *base`) are
+    fine. Each node is visited once, so a bomb is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def check_keys(node: yaml.MappingNode) -> None:
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"a {key_node.id}"
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {shown!r} is not a name; "
-                                  f"keys are strings (quote it: '{shown}')")
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"line {line}: a key is a {key_node.id}; keys are names")
+            if key_node.tag != "tag:yaml.org,2002:str":
+                raise ConfigError(f"line {line}: key {key_node.value!r} is not a name; keys are strings (quote it: '{key_node.value}')")
             if key_node.value in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key_node.value!r} is given twice")
+                raise ConfigError(f"line {line}: key {key_node.value!r} is given twice")
             seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _count_values(root: yaml.Node) -> None:
-    """Raise ConfigError when the document holds more than MAX_VALUES values with every alias
-    expanded, or an alias inside the value it names. Each node is sized once, so a bomb is
-    measured without being expanded."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
 
     def size(node: yaml.Node) -> int:
         if id(node) in sizes:
@@ -153,8 +160,11 @@ def _count_values(root: yaml.Node) -> None:
         if id(node) in open_nodes:
             raise ConfigError(f"line {node.start_mark.line + 1}: an alias refers to the value that contains it")
         open_nodes.add(id(node))
-        children = (node.value if isinstance(node, yaml.SequenceNode)
-                    else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        if isinstance(node, yaml.MappingNode):
+            check_keys(node)
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
         total = 1
         for child in children:
             total += size(child)
@@ -165,8 +175,7 @@ def _count_values(root: yaml.Node) -> None:
         sizes[id(node)] = total
         return total
 
-    if root is not None:
-        size(root)
+    size(root)
 
 
 BASE_KEY = "base"  # a config may name another config whose keys it starts from
@@ -227,10 +236,10 @@ def check_values(raw: Mapping[str, Any], *, where: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: {key} = {value}; must be a finite number")
         if isinstance(value, int):
-            if not INT64[0] <= value <= INT64[1]:
-                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [-2**63, 2**63 - 1]")
             if leaf.endswith("steps") and value > MAX_STEPS:
-                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [0, {MAX_STEPS:.0e}] (a step cap)")
+                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [0, {MAX_STEPS:.0e}] (a step count)")
+            if not INT64[0] <= value <= INT64[1]:
+                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [-2**63, 2**63 - 1] (64-bit)")
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 walk(v, f"{key}.{k}", "steps" if leaf == "steps_for" else str(k))

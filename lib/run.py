@@ -296,9 +296,9 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
     profile = profile_of(name, config, profile)
     out = out_folder(out, profile, dry)
     label = (profile or "none") + ("-dry-run" if dry else "")
-    check_out(out)
     command = command or f"python -m lib.run {name} --config {config}"
     with scratch_folder(name) as tmp:
+        check_out(out)
         tmp = Path(tmp)
         env = {OUT_ENV: str(tmp), "SEQLAB_HEADLESS": "1", provenance.RETRAIN_STALE_ENV: "1" if retrain_stale else "0"}
         revision, started = git_revision(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
