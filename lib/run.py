@@ -236,6 +236,13 @@ def scratch_folder(name: str) -> tempfile.TemporaryDirectory:
     return tmp
 
 
+def _reason(e: OSError) -> str:
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        e = e.args[0][0][-1]  # copytree gathers (source, destination, why) per file; the first says it
+        return "the disk is full" if "Errno 28" in str(e) else str(e)
+    return "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+
+
 def install(tmp: Path, name: str, md: str, out: Path) -> Path:
     """Move the report, its figures and its table into place together, under a lock. A failure while
     staging (a full disk) removes what was staged and replaces nothing: RuntimeError, one line."""
@@ -256,8 +263,7 @@ def install(tmp: Path, name: str, md: str, out: Path) -> Path:
         shutil.rmtree(staged, ignore_errors=True)
         report_tmp.unlink(missing_ok=True)
         csv_tmp.unlink(missing_ok=True)
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise RuntimeError(f"cannot write the report of {name} into {out}: {why}; the previous report is untouched") from None
+        raise RuntimeError(f"cannot write the report of {name} into {out}: {_reason(e)}; the previous report is untouched") from None
     with locked(out):
         old = images / f".{name}.old-{tag}"
         if (images / name).exists():
