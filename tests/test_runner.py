@@ -146,6 +146,9 @@ def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig
     proc, below, _ = _runner_training(tmp_path)
     os.kill(proc.pid, getattr(signal, sig))
     err = proc.communicate(timeout=60)[1]
+    left = _alive(below) if proc.returncode != 130 else []
+    for p in left:  # leave nothing behind when the test fails
+        os.kill(p, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith(("interrupted while training selective_copy/", "terminated while training selective_copy/")), last
@@ -154,7 +157,10 @@ def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig
         if not _alive(below):
             break
         time.sleep(0.1)
-    assert not _alive(below), f"processes left after {sig}: {_alive(below)}"
+    left = _alive(below)
+    for p in left:  # leave nothing behind when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes left after {sig}: {left}"
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.md"))
     assert set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*")) == before
 
