@@ -15,9 +15,10 @@ from lib.paths import CHECKPOINTS, NOTEBOOKS, ROOT
 SC, LOOPED, LMS = "selective_copy", "looped_vs_standard", "small_lms"
 SMOKE = (ROOT / "configs/selective_copy/smoke.yml").read_text()
 
-# A 'billion laughs': nine levels of nine aliases, 9**9 strings once expanded.
-BOMB = '\n'.join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
-    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]) + "\n"
+# A 'billion laughs' in one parameter: nine levels of nine aliases, 9**9 strings once expanded.
+LEVELS = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"&{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+BOMB = f"seeds: [{', '.join(LEVELS)}]\n"
 
 
 def _chain(tmp: Path, n: int) -> Path:
@@ -54,21 +55,23 @@ CASES = [
     ("folder/name", "notebooks/selective_copy", SMOKE, [], None),
     ("empty name", "", SMOKE, [], None),
     ("alias bomb", SC, BOMB, [], None),
-    ("alias bomb in a sweep", SC, BOMB.replace("i: &i", "sweep: &i"), [], None),
+    ("alias bomb in a list of lists", SC, BOMB.replace("seeds:", "receptive_field_specs:"), [], None),
     ("recursive alias", SC, "sweep: &s [*s]\n", [], None),
-    ("int key", SC, "1: 2\n", [], None),
-    ("null key", SC, "~: 2\n", [], None),
-    ("bool key", SC, "samples: 100\ntrue: 1\n", [], None),
+    ("int key", SC, "1: 2\nlayerz: 3\n", [], None),
+    ("null key", SC, "~: 2\nlayerz: 3\n", [], None),
+    ("bool key", SC, "samples: 100\ntrue: 1\nlayerz: 3\n", [], None),
     ("list key", SC, "? [a, b]\n: 1\n", [], None),
-    ("int key in a sweep entry", SC, "sweep: [{2: 3}]\n", [], None),
+    ("int key in a sweep entry", SC, "sweep: [{2: 3, layerz: 1}]\n", [], None),
     ("lr nan", SC, "lr: .nan\n", [], None),
     ("lr inf", SC, "lr: .inf\n", [], None),
     ("grad_clip -inf", SC, "grad_clip: -.inf\n", [], None),
     ("weight_decay nan", SC, "weight_decay: .nan\n", [], None),
     ("looped lr nan", LOOPED, "lr: .nan\n", [], None),
     ("looped converge_tol inf", LOOPED, "converge_tol: .inf\n", [], None),
-    ("looped min_lr_ratio nan", LOOPED, "min_lr_ratio: .nan\n", [], None),
-    ("task setting nan in a sweep", LOOPED, "sweep: [{b: 1, T: 1, lr: .nan}]\n", [], None),
+    ("looped max_minutes nan", LOOPED, "max_minutes: .nan\n", [], None),
+    ("task setting nan", "latent_thinker", "adaptive_threshold: .nan\n", [], None),
+    ("task setting inf", "loss_surface", "span: .inf\n", [], None),
+    ("LM min_lr_ratio nan", LMS, "min_lr_ratio: .nan\n", [], None),
     ("LM setting nan", LMS, "models: [{arch: gpt, d_model: .nan, n_layer: 2, n_head: 4}]\n", [], None),
     ("LM lr inf", LMS, "lr: .inf\n", [], None),
     ("empty prompt", LMS, "prompt: ''\n", [], None),
@@ -177,7 +180,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path, capsys, no_kernel):
     import time
 
     (tmp_path / "c.yml").write_text(BOMB)
-    assert len(BOMB) < 450
+    assert len(BOMB) < 450, len(BOMB)
     t0 = time.perf_counter()
     assert run.main([SC, "--config", str(tmp_path / "c.yml"), "--out", str(tmp_path / "out")]) == 2
     assert time.perf_counter() - t0 < 10
