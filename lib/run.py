@@ -8,11 +8,12 @@ the runs shown, trained now / loaded, command), images/selective_copy/*.png and
 reports/selective_copy.csv. The profile is where the config lies, configs/<notebook>/<profile>.yml,
 or --profile; a config elsewhere has none. Only the cpu, gpu and paper profiles write into the
 repository's reports/ and images/; any other profile, and a config without one, writes under
-scratch/ or --out, and never into the repository's reports/. Everything is built in a temporary folder and moved into place only
-when the notebook ran through and produced figures: a failure leaves the previous report
-untouched. Bad input (notebook name, config path, unknown key, wrong type, out of range, an
-unusable --out) is a one-line error and exit code 2, before any kernel starts; a failing notebook
-exits with 1.
+scratch/ or --out, never into the repository's reports/. Everything is built in a temporary folder
+and moved into place only when the notebook ran through and produced figures: a failure leaves the
+previous report untouched. Bad input (notebook name, config path, unknown key, wrong type, out of
+range, NaN, an unusable --out or temporary folder) is a one-line error and exit code 2, before any
+kernel starts; a failing notebook, or a report that cannot be written, exits with 1. The
+processes, signals and locks are lib.procs'.
 """
 from __future__ import annotations
 
