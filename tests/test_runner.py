@@ -134,8 +134,18 @@ def _runner_training(tmp_path):
         locks = [p for p in (CHECKPOINTS / "selective_copy").glob("*.lock") if _lock_pid(p) in below]
         if locks:
             break
-    assert locks, "the runner never started training"
+    if not locks:
+        _kill(below | {proc.pid})
+        pytest.fail("the runner never started training")
     return proc, below, locks
+
+
+def _kill(pids) -> list[int]:
+    """SIGKILL whatever of `pids` is still alive (so a failing test leaves nothing behind); returns them."""
+    left = _alive(pids)
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    return left
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
@@ -145,10 +155,12 @@ def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig
     before = set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*"))
     proc, below, _ = _runner_training(tmp_path)
     os.kill(proc.pid, getattr(signal, sig))
-    err = proc.communicate(timeout=60)[1]
-    left = _alive(below) if proc.returncode != 130 else []
-    for p in left:  # leave nothing behind when the test fails
-        os.kill(p, signal.SIGKILL)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:  # a process below holds stderr open: the runner died, its children did not
+        pytest.fail(f"the runner did not finish after {sig}; left: {_kill(below | {proc.pid})}")
+    if proc.returncode != 130:
+        _kill(below)
     assert proc.returncode == 130, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith(("interrupted while training selective_copy/", "terminated while training selective_copy/")), last
@@ -157,9 +169,7 @@ def test_interrupting_the_runner_is_one_line_and_leaves_no_process(tmp_path, sig
         if not _alive(below):
             break
         time.sleep(0.1)
-    left = _alive(below)
-    for p in left:  # leave nothing behind when the test fails
-        os.kill(p, signal.SIGKILL)
+    left = _kill(below)
     assert not left, f"processes left after {sig}: {left}"
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.md"))
     assert set(Path(tempfile.gettempdir()).glob("seqlab-selective_copy-*")) == before
@@ -171,14 +181,12 @@ def test_killing_the_runner_leaves_no_process_and_frees_the_run_lock(tmp_path):
     holder is gone), so the next run does not wait."""
     proc, below, locks = _runner_training(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)  # not communicate: an orphan holding stderr open would keep it waiting
     for _ in range(50):
         if not _alive(below):
             break
         time.sleep(0.1)
-    left = _alive(below)
-    for p in left:  # leave nothing behind when the test fails
-        os.kill(p, signal.SIGKILL)
+    left = _kill(below)
     assert not left, f"processes left after SIGKILL: {left}"
     assert not _alive([_lock_pid(lock) for lock in locks if lock.exists()])
 
