@@ -84,7 +84,8 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
         return []
     n = min(workers, len(todo))
     threads = max(1, (os.cpu_count() or 1) // n)
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # a worker whose parent died while it started exits too
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
     return done
