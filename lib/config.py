@@ -7,7 +7,11 @@ dataclass' own `__post_init__` checks ranges.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
+import math
+import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -104,25 +108,75 @@ def expand(sweep: Any) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 as PyYAML reads it, but 3e-3 (no dot) is a float, as a Python reader expects,
-    and a key given twice in one mapping is an error instead of silently keeping the last."""
+MAX_VALUES = 100_000  # values in one config file once its YAML aliases are expanded
+MAX_BASE_DEPTH = 32  # files in one `base:` chain
+MAX_STEPS = 10**9  # a step cap beyond this is years of training at any size this project runs
+INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, counts) can hold
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, but 3e-3 (no dot) is a float, as a Python reader expects, and
+    the document is checked before anything is built from it (_check_document)."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            _check_document(node)
+        return node
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    __import__("re").compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def _check_document(root: yaml.Node) -> None:
+    """Raise ConfigError for a key given twice in one mapping (instead of silently keeping the
+    last), a key that is not a string, an alias inside the value it names, or more than MAX_VALUES
+    values once the aliases are expanded (a 'billion laughs' bomb). Merge keys (`<<: *base`) are
+    fine. Each node is visited once, so a bomb is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def check_keys(node: yaml.MappingNode) -> None:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"line {line}: a key is a {key_node.id}; keys are names")
+            if key_node.tag != "tag:yaml.org,2002:str":
+                raise ConfigError(f"line {line}: key {key_node.value!r} is not a name; keys are strings (quote it: '{key_node.value}')")
+            if key_node.value in seen:
+                raise ConfigError(f"line {line}: key {key_node.value!r} is given twice")
+            seen.add(key_node.value)
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ConfigError(f"line {node.start_mark.line + 1}: an alias refers to the value that contains it")
+        open_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            check_keys(node)
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise ConfigError(f"more than {MAX_VALUES:,} values once its aliases are expanded "
+                                  "(an alias bomb?); a config is a few hundred values")
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
 
 BASE_KEY = "base"  # a config may name another config whose keys it starts from
 
@@ -141,6 +195,8 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply") from None
     if raw is None or raw == {}:
         raise ConfigError(f"{path}: empty config; pass the defaults explicitly or use smoke.yml")
     if not isinstance(raw, dict):
@@ -159,6 +215,8 @@ def read_config(path: str | Path, _chain: tuple = ()) -> tuple[dict, dict]:
     path = Path(path).resolve()
     if path in _chain:
         raise ConfigError(f"{path}: base chain loops back to itself ({' -> '.join(p.name for p in _chain + (path,))})")
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{_chain[0]}: base chain longer than {MAX_BASE_DEPTH} files (reached {path})")
     base_ref = raw.pop(BASE_KEY, None)
     if base_ref is None:
         return raw, {}
@@ -167,6 +225,34 @@ def read_config(path: str | Path, _chain: tuple = ()) -> tuple[dict, dict]:
     base, _ = read_config(path.parent / base_ref, _chain + (path,))
     overrides = {k: (base[k], v) for k, v in raw.items() if k in base and base[k] != v}
     return {**base, **raw}, overrides
+
+
+def check_values(raw: Mapping[str, Any], *, where: str) -> None:
+    """Every number in a config, however deep (sweep entries, model lists, task settings), is finite
+    and fits in 64 bits; a step cap is at most MAX_STEPS. The error names the key's path."""
+    def walk(value: Any, key: str, leaf: str) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} = {value}; must be a finite number")
+        if isinstance(value, int):
+            if leaf.endswith("steps") and value > MAX_STEPS:
+                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [0, {MAX_STEPS:.0e}] (a step count)")
+            if not INT64[0] <= value <= INT64[1]:
+                raise ConfigError(f"{where}: {key} = {_big(value)}; must be in [-2**63, 2**63 - 1] (64-bit)")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}", "steps" if leaf == "steps_for" else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]", leaf)
+
+    for k, v in raw.items():
+        walk(v, str(k), str(k))
+
+
+def _big(value: int) -> str:
+    return str(value) if abs(value) < 10**12 else f"{value:.3g}"
 
 
 def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, where: str) -> None:
@@ -186,12 +272,10 @@ def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, whe
             raise ConfigError(f"{where}: {key} = {value!r} is {type(value).__name__}; expected {tp.__name__} like the default {default!r}")
 
 
-class OneLineParser(__import__("argparse").ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line ("error: ...", exit 2), without the
     usage block, like every other input error of the project (--help still prints the usage)."""
 
     def error(self, message: str):
-        import sys
-
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)

@@ -14,22 +14,32 @@ from pathlib import Path
 
 import nbformat
 
-from lib.config import Config, ConfigError, check_parameters, expand, read_config
+from lib.config import Config, ConfigError, check_parameters, check_values, expand, read_config
 from lib.paths import CONFIGS, NOTEBOOKS
+from lib.procs import check_reachable
 from lib.studies import looped, selective_copy
 
 
 def notebook_path(name: str) -> Path:
-    path = NOTEBOOKS / f"{name}.ipynb"
-    if not path.is_file():
-        known = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    """notebooks/<name>.ipynb for the bare name of a notebook there; anything else (a path, '..',
+    a name with .ipynb) is refused with the names allowed."""
+    known = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    if name not in known:
         raise ConfigError(f"no notebook {name!r}; available: {known}")
-    return path
+    return NOTEBOOKS / f"{name}.ipynb"
+
+
+def read_notebook(nb_path: Path):
+    """The notebook, or a one-line ConfigError naming the file when it is not a readable notebook."""
+    try:
+        return nbformat.read(nb_path, as_version=4)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:  # JSON, nbformat's validation
+        raise ConfigError(f"{nb_path}: not a readable notebook ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def settings_class(nb_path: Path) -> type[Config] | None:
     """The typed settings class a notebook declares in its metadata (None if it declares none)."""
-    ref = nbformat.read(nb_path, as_version=4).metadata.get("seqlab", {}).get("settings")
+    ref = read_notebook(nb_path).metadata.get("seqlab", {}).get("settings")
     if not ref:
         return None
     module, name = ref.split(":")
@@ -38,7 +48,7 @@ def settings_class(nb_path: Path) -> type[Config] | None:
 
 def cell_parameters(nb_path: Path) -> dict:
     """The defaults of the notebook's cell tagged 'parameters' (executed in an empty namespace)."""
-    nb = nbformat.read(nb_path, as_version=4)
+    nb = read_notebook(nb_path)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise ConfigError(f"{nb_path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
@@ -57,6 +67,7 @@ def parameters_of(nb_path: Path) -> dict:
 def validate(params: dict, nb_path: Path, where: str) -> None:
     """Check a config against the notebook: known keys, the defaults' types, and the settings
     class' own ranges (so a negative step count fails here, before any kernel starts)."""
+    check_values(params, where=where)
     check_parameters(params, parameters_of(nb_path), where=where)
     settings = settings_class(nb_path)
     if settings is not None:
@@ -82,6 +93,11 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
         try:
             pick(params["device"])
         except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    if params.get("backend") == "ray" and params.get("ray_address"):
+        try:
+            check_reachable(params["ray_address"])
+        except ConnectionError as e:
             raise ConfigError(f"{where}: {e}") from None
     merged = {**parameters_of(nb_path), **params}
     if isinstance(merged.get("sweep"), (list, dict)):
@@ -122,6 +138,7 @@ REQUIRES = {
     "loss_surface": [(lambda p: not p.get("large_run") or p["large_run"] in {c.name for c in _looped_configs(p)},
                       "large_run must name a run of the sweep")],
     "n_token_masking": [(_has_looped, "sweep needs a looped run (b > 1): only a looped model has a recurrent state to mask")],
+    "small_lms": [(lambda p: p.get("prompt") != "", "prompt is empty; the samples need at least one character to start from")],
 }
 
 

@@ -5,21 +5,24 @@
 writes reports/selective_copy.md (header: profile, device, torch, precision and compile as used,
 git revision and the revisions its runs were trained at, date, wall time, the training minutes of
 the runs shown, trained now / loaded, command), images/selective_copy/*.png and
-reports/selective_copy.csv. The profile is the config file's name (cpu.yml -> 'cpu'); profiles
-other than cpu, gpu and paper write under scratch/ unless --out says otherwise, so a smoke run never
-replaces a committed report. Everything is built in a temporary folder and moved into place only
-when the notebook ran through and produced figures: a failure leaves the previous report
-untouched. Bad input (notebook name, config path, unknown key, wrong type, out of range, an
-unusable --out) is a one-line error and exit code 2, before any kernel starts; a failing notebook
-exits with 1.
+reports/selective_copy.csv. The profile is where the config lies, configs/<notebook>/<profile>.yml,
+or --profile; a config elsewhere has none. Only the cpu, gpu and paper profiles write into the
+repository's reports/ and images/; any other profile, and a config without one, writes under
+scratch/ or --out, never into the repository's reports/. Everything is built in a temporary folder
+and moved into place only when the notebook ran through and produced figures: a failure leaves the
+previous report untouched. Bad input (notebook name, config path, unknown key, wrong type, out of
+range, NaN, an unusable --out or temporary folder) is a one-line error and exit code 2, before any
+kernel starts; a failing notebook, or a report that cannot be written, exits with 1. The
+processes, signals and locks are lib.procs'.
 """
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
+import errno
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -33,11 +36,13 @@ import nbformat
 from lib import provenance
 from lib.config import ConfigError, OneLineParser, read_config
 from lib.notebooks import notebook_path, parameters_of, validate
-from lib.paths import IMAGES, NOTEBOOKS, REPORTS, ROOT, git_revision
+from lib.paths import CHECKPOINTS, CONFIGS, IMAGES, NOTEBOOKS, REPORTS, ROOT, git_revision
+from lib.procs import Terminated, environment, execute, locked, signals_raise
 from lib.report import OUT_ENV
 
 REPORT_PROFILES = ("cpu", "gpu", "paper")  # profiles whose reports are committed; others go to scratch/
 SCRATCH = ROOT / "scratch"
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def render(nb, name: str, header: str, images_dir: Path, show_code: bool) -> tuple[str, int]:
@@ -166,53 +171,107 @@ def dry_run(params: dict, defaults: dict, notebook: str = "") -> dict:
     return p
 
 
+def profile_of(name: str, config: Path, explicit: str | None = None) -> str | None:
+    """The profile a report is written for: --profile when given, else the config's place,
+    configs/<notebook>/<profile>.yml; None for a config anywhere else (its file name says nothing)."""
+    if explicit is not None:
+        if not PROFILE_NAME.fullmatch(explicit):
+            raise ConfigError(f"--profile {explicit!r}: a profile is a plain name of letters, digits, '-' and '_' (e.g. cpu, gpu, smoke)")
+        return explicit
+    try:
+        rel = config.resolve().relative_to(CONFIGS.resolve())
+    except (OSError, ValueError):
+        return None
+    return config.stem if rel.parts == (name, config.name) and config.suffix in (".yml", ".yaml") else None
+
+
+def out_folder(out: Path | None, profile: str | None, dry: bool) -> Path:
+    """Where the report goes: --out, else the repository for the committed profiles and scratch/ for
+    the rest. The repository's own reports/ take only the committed profiles, dry runs excluded."""
+    if out is None:
+        return SCRATCH / "dry-run" if dry else ROOT if profile in REPORT_PROFILES and not dry else SCRATCH
+    out = Path(out)
+    try:
+        into_repo = out.resolve() == ROOT.resolve()
+    except OSError:
+        into_repo = False
+    if into_repo and (dry or profile not in REPORT_PROFILES):
+        what = "a dry run" if dry else f"profile {profile!r}" if profile else "a config outside configs/<notebook>/ (no profile)"
+        raise ConfigError(f"--out {out}: the repository's reports/ take only the {', '.join(REPORT_PROFILES)} profiles, "
+                          f"not {what}; give another --out (or --profile for a config elsewhere)")
+    return out
+
+
 def check_out(out: Path) -> None:
     """--out must be a folder we can write reports/ and images/ into: checked before the notebook runs."""
-    for folder in (out, out / REPORTS.name, out / IMAGES.name):
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"--out: {folder} exists and is not a folder")
     try:
+        for folder in (out, out / REPORTS.name, out / IMAGES.name):
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"--out: {folder} exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".seqlab-probe-", delete=True)
         probe.close()
     except OSError as e:
-        raise ConfigError(f"--out: cannot write to {out} ({e.strerror or e})") from None
+        raise ConfigError(f"--out: cannot write to {_short(out)} ({e.strerror or e})") from None
 
 
-@contextlib.contextmanager
-def locked(folder: Path):
-    """An exclusive lock on folder/.seqlab.lock: two runners never move files into place at once."""
-    import fcntl
+def _short(path: Path, keep: int = 80) -> str:
+    text = str(path)
+    return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-keep // 2:]} ({len(text)} characters)"
 
-    with open(folder / ".seqlab.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+
+def scratch_folder(name: str) -> tempfile.TemporaryDirectory:
+    """The temporary folder a run is built in, with a probe write: a full or unwritable TMPDIR is a
+    one-line error before any kernel starts."""
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix=f"seqlab-{name}-")
+    except OSError as e:
+        raise ConfigError(f"temporary folder: cannot create one in {tempfile.gettempdir()} ({e.strerror or e}); "
+                          "free space there or set TMPDIR") from None
+    try:
+        (Path(tmp.name) / ".probe").write_bytes(b"\0" * 65536)
+        (Path(tmp.name) / ".probe").unlink()
+    except OSError as e:
+        tmp.cleanup()
+        raise ConfigError(f"temporary folder: cannot write to {tmp.name} ({e.strerror or e}); free space there or set TMPDIR") from None
+    return tmp
+
+
+def _reason(e: OSError) -> str:
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        e = e.args[0][0][-1]  # copytree gathers (source, destination, why) per file; the first says it
+        return "the disk is full" if "Errno 28" in str(e) else str(e)
+    return "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
 
 
 def install(tmp: Path, name: str, md: str, out: Path) -> Path:
-    """Move the report, its figures and its table into place together, under a lock."""
+    """Move the report, its figures and its table into place together, under a lock. A failure while
+    staging (a full disk) removes what was staged and replaces nothing: RuntimeError, one line."""
     reports, images = out / REPORTS.name, out / IMAGES.name
-    reports.mkdir(parents=True, exist_ok=True)
-    images.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{time.monotonic_ns()}"
     staged = images / f".{name}.new-{tag}"
-    shutil.move(tmp / "images", staged)
     report_tmp = reports / f".{name}.md.{tag}.tmp"
-    report_tmp.write_text(md)
-    csv_tmp = None
-    if (tmp / "results.csv").exists():
-        csv_tmp = reports / f".{name}.csv.{tag}.tmp"
-        shutil.move(tmp / "results.csv", csv_tmp)
+    csv_tmp = reports / f".{name}.csv.{tag}.tmp"
+    has_csv = (tmp / "results.csv").exists()
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        images.mkdir(parents=True, exist_ok=True)
+        shutil.move(tmp / "images", staged)
+        report_tmp.write_text(md)
+        if has_csv:
+            shutil.move(tmp / "results.csv", csv_tmp)
+    except OSError as e:
+        shutil.rmtree(staged, ignore_errors=True)
+        report_tmp.unlink(missing_ok=True)
+        csv_tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"cannot write the report of {name} into {out}: {_reason(e)}; the previous report is untouched") from None
     with locked(out):
         old = images / f".{name}.old-{tag}"
         if (images / name).exists():
             os.replace(images / name, old)
         os.replace(staged, images / name)
         shutil.rmtree(old, ignore_errors=True)
-        if csv_tmp is not None:
+        if has_csv:
             os.replace(csv_tmp, reports / f"{name}.csv")
         else:  # a table from an earlier run would not belong to this report
             (reports / f"{name}.csv").unlink(missing_ok=True)
@@ -220,107 +279,45 @@ def install(tmp: Path, name: str, md: str, out: Path) -> Path:
     return reports / f"{name}.md"
 
 
-@contextlib.contextmanager
-def environment(values: dict):
-    """Set environment variables for the duration of a block, then restore the previous ones."""
-    previous = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+def _keep_failed(executed: Path, name: str) -> str:
+    """A copy of a failed run's executed notebook that outlives the temporary folder (its path), or
+    why there is none."""
+    if not executed.exists():
+        return "none written"
     try:
-        yield
-    finally:
-        for k, v in previous.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _papermill_child(nb_path: str, out_path: str, params: dict, results) -> None:
-    """The child process that runs papermill (and owns the kernel): nbclient installs its own signal
-    handlers, so the runner keeps signals to itself by not running it in its own process."""
-    import papermill
-
-    try:
-        papermill.execute_notebook(nb_path, out_path, parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
-                                   progress_bar=False, log_output=False, stderr_file=sys.stderr)  # progress once, on stderr
-        results.put(None)
-    except papermill.PapermillExecutionError as e:
-        results.put((e.cell_index, e.ename, str(e.evalue).splitlines()[0] if str(e.evalue) else ""))
-    except Exception as e:  # a dead kernel, a papermill error
-        results.put((None, type(e).__name__, str(e).splitlines()[0] if str(e) else ""))
-
-
-def execute(nb_path: Path, out_path: Path, params: dict):
-    """Run the notebook in a child process; None on success, else (cell index or None, error name, message).
-    On SIGINT/SIGTERM (raised here as Terminated) the child and everything below it (kernel, workers)
-    is stopped before the exception goes on."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    child = ctx.Process(target=_papermill_child, args=(str(nb_path), str(out_path), params, results), daemon=False)
-    child.start()
-    try:
-        while child.is_alive():
-            child.join(timeout=0.5)
-            if not results.empty():
-                break
-        outcome = results.get(timeout=30) if child.exitcode in (0, None) or not results.empty() else (None, "ChildDied", f"exit {child.exitcode}")
-        child.join(timeout=30)
-        return outcome
-    except BaseException:
-        _stop(child.pid)
-        raise
-
-
-def _stop(pid: int, grace: float = 20.0) -> None:
-    """SIGTERM a process and everything below it, then SIGKILL what is left after `grace` seconds."""
-    tree = _descendants(pid) | {pid}
-    for p in tree:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in tree):
-        time.sleep(0.2)
-    for p in tree:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, signal.SIGKILL)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "X"
+        fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
+        os.close(fd)
+        shutil.copy(executed, keep)
+        return keep
+    except OSError as e:
+        return f"not kept: {e.strerror or e}"
 
 
 def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, command: str = "", out: Path | None = None,
-        retrain_stale: bool = False, dry: bool = False) -> Path:
+        retrain_stale: bool = False, dry: bool = False, profile: str | None = None) -> Path:
     nb_path = notebook_path(name)
     params, overrides = read_config(config)
     if dry:
         params = dry_run({**params, **({"device": "cpu"} if params.get("device") == "cuda" else {})}, parameters_of(nb_path), name)
     validate(params, nb_path, where=str(config))
-    profile = config.stem + ("-dry-run" if dry else "")
-    out = Path(out) if out is not None else (SCRATCH / "dry-run" if dry else ROOT if profile in REPORT_PROFILES else SCRATCH)
-    check_out(out)
+    profile = profile_of(name, config, profile)
+    out = out_folder(out, profile, dry)
+    label = (profile or "none") + ("-dry-run" if dry else "")
     command = command or f"python -m lib.run {name} --config {config}"
-    with tempfile.TemporaryDirectory(prefix=f"seqlab-{name}-") as tmp:
+    with scratch_folder(name) as tmp:
+        check_out(out)
         tmp = Path(tmp)
         env = {OUT_ENV: str(tmp), "SEQLAB_HEADLESS": "1", provenance.RETRAIN_STALE_ENV: "1" if retrain_stale else "0"}
         revision, started = git_revision(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         t0 = time.perf_counter()
         with environment(env):  # for the child process and its kernel only; the caller's environment is restored
-            failure = execute(nb_path, tmp / f"{name}.ipynb", params)
+            failure = execute(nb_path, tmp / f"{name}.ipynb", params, cwd=NOTEBOOKS)
         if failure is not None:
-            fd, keep = tempfile.mkstemp(prefix=f"seqlab-failed-{name}-", suffix=".ipynb")
-            os.close(fd)
-            if (tmp / f"{name}.ipynb").exists():
-                shutil.copy(tmp / f"{name}.ipynb", keep)
+            keep = _keep_failed(tmp / f"{name}.ipynb", name)
             cell_index, ename, evalue = failure
             if cell_index is None:
                 raise RuntimeError(f"notebook {name} failed: {ename}: {evalue} (executed notebook: {keep})")
-            executed = nbformat.read(keep, as_version=4)
+            executed = nbformat.read(tmp / f"{name}.ipynb", as_version=4)
             injected = [i for i, c in enumerate(executed.cells) if "injected-parameters" in c.metadata.get("tags", [])]
             cell = cell_index - sum(1 for i in injected if i < cell_index) + 1  # as numbered in notebooks/<name>.ipynb
             raise RuntimeError(f"notebook {name} failed in cell {cell} (counting all cells from 1): {ename}: {evalue} "
@@ -329,7 +326,7 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
         nb = nbformat.read(tmp / f"{name}.ipynb", as_version=4)
         (tmp / "images").mkdir()
         runs = provenance.summary(provenance.read_records(tmp))
-        head = header(name, profile, config.resolve(), params, overrides, command, wall, revision, started, runs)
+        head = header(name, label, config.resolve(), params, overrides, command, wall, revision, started, runs)
         md, n_figures = render(nb, name, head, tmp / "images", show_code)
         if n_figures < min_figures:
             raise RuntimeError(f"notebook {name} produced {n_figures} figures (expected >= {min_figures}); no report written")
@@ -339,7 +336,10 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(prog="python -m lib.run", description="Run a notebook with a config and render its report.")
     ap.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
-    ap.add_argument("--config", required=True, type=Path, help="YAML of notebook parameters; its file name is the profile")
+    ap.add_argument("--config", required=True, type=Path,
+                    help="YAML of notebook parameters; configs/<notebook>/<profile>.yml names its profile")
+    ap.add_argument("--profile", default=None,
+                    help="the profile of a config kept elsewhere (cpu, gpu and paper write the repository's reports)")
     ap.add_argument("--show-code", action="store_true", help="include code cells in the report")
     ap.add_argument("--out", type=Path, default=None,
                     help="folder that receives reports/ and images/ (default: the repository for the cpu, gpu and paper "
@@ -352,12 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     started = time.time()
-    # SIGTERM and Ctrl-C unwind the same way (nbclient would swallow a plain KeyboardInterrupt):
-    # temporary folders are removed, the kernel is shut down, its worker processes follow it.
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Ctrl-C, SIGTERM and SIGHUP unwind the same way: temporary folders are removed, the kernel is
+    # shut down, its worker processes follow it.
     try:
-        report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv), out=args.out,
-                     retrain_stale=args.retrain_stale, dry=args.dry_run)
+        with signals_raise(CHECKPOINTS):
+            report = run(args.notebook, args.config, args.show_code, command="python -m lib.run " + shlex.join(argv),
+                         out=args.out, retrain_stale=args.retrain_stale, dry=args.dry_run, profile=args.profile)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -365,67 +365,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
-        how = "terminated" if getattr(e, "signum", signal.SIGINT) == signal.SIGTERM else "interrupted"
+        how = "interrupted" if getattr(e, "signum", signal.SIGINT) == signal.SIGINT else "terminated"
         print(f"\n{interrupted_message(started, how, runs=e.runs if isinstance(e, Terminated) else None)}", file=sys.stderr)
         return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     print(f"wrote {report}")
     return 0
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGINT, raised in the main thread so that every `finally` and context manager runs.
-    `runs`: the checkpoints our own processes were training when the signal came."""
-
-    def __init__(self, signum: int, runs: list):
-        super().__init__(signum)
-        self.signum, self.runs = signum, runs
-
-
-def _terminate(signum, frame):
-    raise Terminated(signum, training_now())
-
-
-def _descendants(pid: int) -> set[int]:
-    """PIDs of every process below `pid` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def training_now() -> list[Path]:
-    """The checkpoints whose run lock (lib.sweep.run_lock) is held by this process or one below it."""
-    from lib.paths import CHECKPOINTS
-
-    ours = _descendants(os.getpid()) | {os.getpid()}
-    runs = []
-    for lock in CHECKPOINTS.glob("*/*.pt.lock"):
-        try:
-            if int(lock.read_text().strip() or 0) in ours:
-                runs.append(lock.with_suffix(""))
-        except (OSError, ValueError):
-            continue
-    return runs
 
 
 def interrupted_message(since: float, how: str = "interrupted", runs: list[Path] | None = None) -> str:
     """One line: which run our processes were training (their run locks; else the newest checkpoint
     written since `since`) and the step a rerun resumes from."""
-    from lib.paths import CHECKPOINTS
-
     candidates = [p for p in (runs or []) if p.exists()] or [
         p for p in CHECKPOINTS.glob("*/*.pt") if p.stat().st_mtime >= since and not runs]
     newest = max(candidates, key=lambda p: p.stat().st_mtime, default=None)

@@ -11,13 +11,9 @@ their finished checkpoints. Each run gets its own copy of the task, so a curricu
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +24,7 @@ import torch.nn as nn
 
 from lib import device as devices
 from lib import provenance
+from lib.procs import check_reachable, die_with_parent, run_lock
 from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
 
 
@@ -48,70 +45,6 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
         return False
     saved = load_checkpoint(path)
     return finished(saved, cfg) and not provenance.to_retrain(saved)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def run_lock(checkpoint: Path, poll: float = 2.0):
-    """Hold <checkpoint>.lock (holding our PID) while training a run. A lock held by a live process
-    makes us wait for it (then the run is loaded, not trained twice); a lock whose process is gone
-    is stale and reclaimed."""
-    lock = checkpoint.with_name(checkpoint.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    told = False
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid <= 0 or pid == os.getpid() or not _alive(pid):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            if not told:
-                print(f"{checkpoint.name}: process {pid} is training this run; waiting for it to finish", flush=True)
-                told = True
-            time.sleep(poll)
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _die_with_parent() -> None:
-    """Worker initializer: the worker ends when the process that started it ends (SIGKILL, SIGTERM,
-    a crash), so no orphan keeps training and writing checkpoints. Linux: PR_SET_PDEATHSIG; elsewhere,
-    and as a second guard, a thread that polls the parent's PID."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
-
-    def watch():
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
@@ -151,7 +84,8 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
         return []
     n = min(workers, len(todo))
     threads = max(1, (os.cpu_count() or 1) // n)
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # a worker whose parent died while it started exits too
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
     return done
@@ -164,6 +98,8 @@ def _train_with_ray(model_cls, todo: list, study: str, workers: int, threads: in
     from lib.paths import CHECKPOINTS
 
     if not ray.is_initialized():
+        if address:
+            check_reachable(address)  # Ray itself retries an unreachable address for minutes
         kw = {"address": address} if address else {"num_cpus": max(1, workers) * threads}
         ray.init(**kw, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"SEQLAB_CHECKPOINTS": str(CHECKPOINTS), "OMP_NUM_THREADS": str(threads)}})

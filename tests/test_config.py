@@ -103,3 +103,64 @@ def test_sweep_builds_validated_configs_on_shared_values():
     assert [r.name for r in runs] == ["l2-ks9-dil1-ch8", "l3-ks9-dil1-ch8", "l3-ks9-dil1-2-3-ch8"]
     with pytest.raises(ConfigError, match=r"sweep\[1\]: ConvTextConfig: dilation: 2 values"):
         ConvTextConfig.sweep([{"layers": 2}, {"layers": 3, "dilation": [1, 2]}])
+
+
+def test_merge_keys_are_read_and_explicit_keys_win(tmp_path):
+    (tmp_path / "m.yml").write_text(
+        "sweep:\n  - &run {layers: 2, kernel_size: 3, dilation: 1}\n  - {<<: *run, dilation: 2}\n  - {<<: [*run], layers: 4}\n")
+    assert read_yaml(tmp_path / "m.yml")["sweep"] == [
+        {"layers": 2, "kernel_size": 3, "dilation": 1}, {"layers": 2, "kernel_size": 3, "dilation": 2},
+        {"layers": 4, "kernel_size": 3, "dilation": 1}]
+    (tmp_path / "twice.yml").write_text("a: &a {x: 1}\nb: {<<: *a, x: 2, x: 3}\n")  # merged x is fine; x written twice is not
+    with pytest.raises(ConfigError, match=r"twice\.yml: line 2: key 'x' is given twice"):
+        read_yaml(tmp_path / "twice.yml")
+    (tmp_path / "f.yml").write_text("lr: 3e-3\n")
+    assert read_yaml(tmp_path / "f.yml") == {"lr": 0.003}  # a float, as a Python reader expects
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: 2\n", r"line 1: key '1' is not a name"),
+    ("a: {null: 1}\n", r"line 1: key 'null' is not a name"),
+    ("? [a]\n: 1\n", r"line 1: a key is a sequence"),
+    ("a: &a [*a]\n", r"line 1: an alias refers to the value that contains it"),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcd", "bcde")),
+     r"more than 100,000 values once its aliases are expanded"),
+])
+def test_read_yaml_refuses_non_string_keys_and_alias_bombs(tmp_path, text, message):
+    (tmp_path / "c.yml").write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.yml: " + message):
+        read_yaml(tmp_path / "c.yml")
+
+
+def test_an_alias_bomb_under_the_budget_is_read():
+    import yaml
+
+    from lib.config import _Loader
+
+    text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abc", "bcd"))
+    assert len(yaml.load(text, Loader=_Loader)["d"]) == 10  # 10**4 values once expanded: under MAX_VALUES
+
+
+def test_check_values_names_the_key_path_and_the_range():
+    from lib.config import check_values
+
+    check_values({"lr": 1e-3, "steps": 10**9, "seeds": [0, 2**63 - 1], "sweep": [{"b": 3}], "max_minutes": None}, where="x.yml")
+    for raw, pattern in [
+        ({"lr": float("nan")}, r"x\.yml: lr = nan; must be a finite number"),
+        ({"sweep": [{"b": 3}, {"lr": float("-inf")}]}, r"sweep\[1\]\.lr = -inf"),
+        ({"models": [{"arch": "gpt", "steps": 10**10}]}, r"models\[0\]\.steps = 10000000000; must be in \[0, 1e\+09\]"),
+        ({"steps_for": {"tf": 10**10}}, r"steps_for\.tf = 10000000000; must be in \[0, 1e\+09\]"),
+        ({"seeds": [2**63]}, r"seeds\[0\] = 9\.22e\+18; must be in \[-2\*\*63, 2\*\*63 - 1\]"),
+    ]:
+        with pytest.raises(ConfigError, match=pattern):
+            check_values(raw, where="x.yml")
+
+
+def test_a_long_base_chain_is_a_depth_error_not_a_recursion_error(tmp_path):
+    from lib.config import MAX_BASE_DEPTH, read_config
+
+    for i in range(1500):
+        (tmp_path / f"c{i}.yml").write_text(f"base: c{i + 1}.yml\n" if i < 1499 else "samples: 1\n")
+    with pytest.raises(ConfigError, match=rf"c0\.yml: base chain longer than {MAX_BASE_DEPTH} files"):
+        read_config(tmp_path / "c0.yml")
+    assert read_config(tmp_path / f"c{1500 - MAX_BASE_DEPTH}.yml")[0] == {"samples": 1}  # a chain of MAX_BASE_DEPTH files is fine
