@@ -1,0 +1,120 @@
+"""Run ids pinned: the checkpoint file names every study family computes for its committed profiles.
+
+A checkpoint's name holds the run name and a hash of the model config, the task's spec and the
+training identity, so a refactor that changed any hashed field (a renamed body, a field added to a
+config, a task spec that grew) would silently orphan every trained run. The values below were
+computed with the code that trained the committed reports; each must stay as it is.
+"""
+import hashlib
+import types
+
+import pytest
+import torch
+
+from lib.config import read_config
+from lib.notebooks import profile_parameters
+from lib.paths import CONFIGS
+from lib.studies import grid, lm, looped, selective_copy, thinker
+from lib.sweep import checkpoint_for
+from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
+from lib.train import TrainConfig
+
+
+@pytest.fixture
+def any_device(monkeypatch):
+    """The gpu profiles ask for device 'cuda'; the device is not hashed, so on a CPU-only machine
+    the profile is read as if a GPU were present."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def digest(names) -> str:
+    return hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:12]
+
+
+# (number of runs, digest of all their file names, a few of them spelled out)
+LOOPED = {
+    "cpu": (33, "00cc0c8adfe9", ["tf-L2-s0-5393eea096.pt", "looped-L1-b5-T10-s0-547a20f383.pt", "looped-L1-b5-T10-lr-s1-efa33a0249.pt",
+                                 "looped-L1-b5-T10-folded-s2-6528730c6c.pt", "mamba-looped-L1-b5-T10-s0-cdac378612.pt",
+                                 "ssd-looped-L1-b5-T10-s2-88d6c84704.pt"]),
+    "gpu": (171, "6ca7d5f224d0", ["mamba-L1-s0-d6021180d5.pt", "mamba-L2-s2-90bf831f59.pt", "ssd-L1-s1-958ed22a3f.pt",
+                                  "ssd-L2-s0-5fa5b0ba6f.pt"]),
+}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_looped_family_run_ids(profile, any_device):
+    n, sha, some = LOOPED[profile]
+    names = [checkpoint_for(looped.STUDY, *run).name for run in looped.family_runs(profile)]
+    assert not set(some) - set(names), f"missing {sorted(set(some) - set(names))}"
+    assert (len(names), digest(names)) == (n, sha)
+
+
+# The cpu profile's mqar and linear cells, every body plain then looped, at the first lr and seed.
+GRID = [
+    "attention-e32-L2-s0-25001e8326.pt", "attention-e48-L1-b4-T4-s0-a3ca4e6c82.pt", "mamba-e48-L2-s0-91d1981535.pt",
+    "mamba-e64-L1-b4-T4-s0-d06f29bc54.pt", "ssd-e48-L2-s0-ef918c327a.pt", "ssd-e80-L1-b4-T4-s0-4cf6b4e0c4.pt",
+    "conv-e80-L2-s0-4f5c3af485.pt", "conv-e112-L1-b4-T4-s0-9c0e84e184.pt", "mixer-e48-L2-s0-d9cc2d4b02.pt",
+    "mixer-e64-L1-b4-T4-s0-a9245e51de.pt", "hybrid-e48-L2-s0-9370cf2b38.pt", "hybrid-e48-L2-b4-T4-s0-8620846259.pt",
+    "attention-e48-L2-s0-6e3435de04.pt", "attention-e64-L1-b4-T4-s0-b53fb0271c.pt", "mamba-e48-L2-s0-c103897b64.pt",
+    "mamba-e80-L1-b4-T4-s0-a15623aa4f.pt", "ssd-e64-L2-s0-6dabd5f316.pt", "ssd-e80-L1-b4-T4-s0-828c6f95d9.pt",
+    "conv-e96-L2-s0-c50c4de76c.pt", "conv-e128-L1-b4-T4-s0-5a360f45d3.pt", "mixer-e48-L2-s0-3878adcf81.pt",
+    "mixer-e80-L1-b4-T4-s0-f948fd0fdd.pt", "hybrid-e48-L2-s0-766980b3ae.pt", "hybrid-e48-L2-b4-T4-s0-4070394cf3.pt",
+]
+
+
+def test_grid_run_ids():
+    raw, _ = read_config(CONFIGS / "block_task_grid" / "cpu.yml")
+    s = grid.GridSettings.load(raw)
+    tasks = grid.tasks_of(s)
+    names = []
+    for key in [("mqar", "easy"), ("linear", "easy")]:
+        gt, task = tasks[key]
+        cfg = TrainConfig.load(grid.train_config(s, s.lrs[0], s.seeds[0], gt))
+        names += [checkpoint_for(grid.STUDY, grid.model_config(s, body, lp, task, gt), task, cfg).name
+                  for body in s.bodies for lp in s.looped]
+    assert names == GRID
+
+
+# Building the story corpus's tokenizer takes minutes, so the task is the real TextConfig (its spec)
+# with the vocabulary size the trained tokenizer has at that profile.
+LMS = {
+    "smoke": (1525, ["mixer-d64-L2-h1-s0-c53ebbdbae.pt", "gpt-d64-L2-h4-s0-312b3278ab.pt", "ssd-d64-L3-N16-s0-bc32f29484.pt"]),
+    "cpu": (1523, ["mixer-d192-L6-h1-s0-7b6c22d15f.pt", "gpt-d192-L5-h4-s0-a416d15daf.pt", "ssd-d192-L9-N16-s0-042623df6e.pt"]),
+}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_small_lm_run_ids(profile, monkeypatch):
+    vocab, expected = LMS[profile]
+    monkeypatch.setattr(lm, "LMTask", lambda cfg: types.SimpleNamespace(spec=(cfg,), vocab_size=vocab))
+    p = profile_parameters("small_lms", profile)
+    task = lm.make_task(p)
+    names = [checkpoint_for(lm.STUDY, c, task, TrainConfig.load({**t, "seed": p["seeds"][0]})).name for c, t in lm.runs(p, task)]
+    assert names == expected
+
+
+def test_latent_thinker_copy_run_ids():
+    p = profile_parameters("latent_thinker", "cpu")
+    task_cfg = AlgorithmicConfig(task="copy", V=p["copy_V"], length=p["copy_length"], val_size=p["val_size"])
+    model = thinker.copy_model(p, p["copy_length"])
+    cfg = TrainConfig.load({**thinker.train_config(p, p["copy_steps"], p["copy_lr"], p["copy_batch"], p["copy_warmup"]), "seed": 0})
+    names = [checkpoint_for(thinker.STUDY, model, Algorithmic(task_cfg, lengths=thinker.curriculum(p, cur, p["copy_length"])), cfg).name
+             for cur in p["curricula"]]
+    assert names == ["thinker-d32-m4-s8-s0-01dd7824d2.pt", "thinker-d32-m4-s8-s0-5394d202fe.pt", "thinker-d32-m4-s8-s0-45155d5734.pt"]
+
+
+SELECTIVE_COPY = {
+    "cpu": ["l6-ks9-dil1-ch64-s0-8c205d9053.pt", "l12-ks9-dil1-ch64-s0-f90f0591ea.pt", "l6-ks9-dil1-2-3-4-5-1-ch64-s0-591e38ece7.pt",
+            "l6-ks9-dil2-3-4-5-1-1-ch64-s0-518a56c686.pt"],
+    "gpu": ["l6-ks9-dil1-ch64-s0-8c205d9053.pt", "l8-ks9-dil1-ch64-s0-3ef8425805.pt", "l6-ks17-dil1-ch64-s0-b4d18b69e0.pt",
+            "l6-ks9-dil2-ch64-s0-2108bc3c0e.pt", "l6-ks9-dil3-5-7-9-11-1-ch64-s0-69911ba4f6.pt"],
+}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_selective_copy_run_ids(profile, any_device):
+    p = profile_parameters("selective_copy", profile)
+    task, configs, tcfg = selective_copy.runs(p)
+    names = [checkpoint_for(selective_copy.STUDY, c, task, TrainConfig.load({**tcfg, "seed": 0})).name for c in configs]
+    assert not set(SELECTIVE_COPY[profile]) - set(names), f"missing {sorted(set(SELECTIVE_COPY[profile]) - set(names))}"
+    assert len(names) == {"cpu": 4, "gpu": 23}[profile]
