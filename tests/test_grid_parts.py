@@ -7,6 +7,7 @@ from lib.models.bodies import BODIES, BodyConfig, state_size
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.seq import SeqConfig, SeqModel
 from lib.tasks.recall import IGNORE, Recall, RecallConfig, sample_induction, sample_mqar, sample_selective
+from lib.tasks.regression import train_predictions
 
 KINDS = sorted(BODIES)
 
@@ -83,7 +84,6 @@ def test_seq_model_loops_exactly_like_the_regression_wrapper():
     with torch.no_grad():
         assert torch.allclose(seq(z, iters=5, keep=1, state_mask=mask), ref(z, iters=5, state_mask=mask), atol=1e-6)
     # the regression task's training predictions: the same for both models
-    from lib.models.looped import train_predictions
     assert torch.allclose(train_predictions(seq, z), train_predictions(ref, z), atol=1e-6)
 
 

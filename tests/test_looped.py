@@ -3,6 +3,7 @@ import torch
 
 from lib.models.gpt import GPTBackbone, GPTConfig, attention_ref
 from lib.models.looped import Looped, LoopedConfig, keep_context
+from lib.tasks.regression import train_predictions
 
 SMALL = dict(d_in=5, n_embd=32, n_head=4, n_positions=40)
 
@@ -59,7 +60,7 @@ def test_first_b_minus_T_iterations_run_without_gradient():
     grad_modes = []
     hook = model.backbone.register_forward_pre_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
     z = prompt()
-    preds = model.train_predictions(z)
+    preds = train_predictions(model, z)
     hook.remove()
     assert grad_modes == [False, False, False, True, True] and preds.shape == (2, 3, 16)
     preds.pow(2).mean().backward()
@@ -201,7 +202,7 @@ def test_any_module_can_be_the_loop_body():
 
 
 def test_unknown_body_names_the_registry():
-    with pytest.raises(ValueError, match=r"body must be one of \['gpt', 'mamba', 'ssd'\]"):
+    with pytest.raises(ValueError, match=r"body must be one of \['attention', 'conv', 'hybrid', 'mamba', 'mixer', 'ssd'\] \(aliases \{'gpt': 'attention'\}\), got 'rnn'"):
         LoopedConfig(body="rnn")
 
 

@@ -3,6 +3,7 @@ import torch
 
 from lib.curriculum import Ramp
 from lib.models.looped import Looped, LoopedConfig
+from lib.studies import looped
 from lib.tasks.regression import (
     InContextRegression, RegressionConfig, averaging, least_squares, nearest_neighbours, sample_xy, tokens,
 )
@@ -94,7 +95,7 @@ def test_baselines_match_naive_loops():
 
 def test_least_squares_is_exact_once_k_exceeds_d():
     task = InContextRegression(RegressionConfig(n_dims=5, val_size=200), Ramp(5), Ramp(12))
-    base = task.baselines()
+    base = looped.baselines(task)
     ls = base[base.model == "least squares"].set_index("k")["error"]
     assert ls.loc[6:].max() < 1e-8 and ls.loc[0] == pytest.approx(1, rel=0.2)
 

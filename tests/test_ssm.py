@@ -5,6 +5,7 @@ import torch
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.mamba import MambaBackbone, MambaConfig, MambaMixer, scan, scan_ref, selective_scan, selective_scan_ref
 from lib.models.ssd import SSDBackbone, SSDConfig, segsum, segsum_unstable, ssd_chunked, ssd_quadratic, ssd_ref
+from lib.tasks.regression import train_predictions
 
 
 def decays(shape, dtype, seed=0):
@@ -183,7 +184,7 @@ def test_state_space_bodies_loop_in_the_same_wrapper(body):
     torch.manual_seed(0)
     model = Looped(LoopedConfig(d_in=3, n_embd=16, n_layer=1, b=3, T=2, body=body, d_state=4, d_head=8))
     z = torch.randn(2, 10, 3)
-    preds = model.train_predictions(z)
+    preds = train_predictions(model, z)
     assert preds.shape == (2, 2, 10) and torch.isfinite(preds).all()
     preds.pow(2).mean().backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -1,10 +1,11 @@
-"""A token language model around any of three backbones: masked mixer, GPT, Mamba-2 SSD.
+"""A token language model around any body of lib/models/bodies.py (masked mixer, GPT, Mamba-2 SSD, ...).
 
     logits = head(backbone(embed(idx)))          idx (B, t) -> logits (B, t, V); head tied to embed
 
-Backbones (each in its own file): `masked_mixer.MixerBackbone` (fixed window ctx, no positions),
-`gpt.GPTBackbone` (learned positions, causal SDPA), `ssd.SSDBackbone` (no positions; pure SSD
-blocks, no MLP, as in Mamba-2). Generation state, one token at a time (`step`):
+The backbone is the body named by `arch`, built from the registry like every other study's
+(`mixer`: fixed window ctx, no positions; `gpt`: learned positions, causal SDPA; `ssd`: no
+positions, pure SSD blocks, no MLP, as in Mamba-2). A language model needs a causal body, and one
+with `step` to generate (lib.contracts.StepBackbone). Generation state, one token at a time:
 
     gpt    the KV cache of every layer                                O(t) per token
     ssd    the recurrent state of every layer (SSM state, conv buffer)  O(1) per token
@@ -20,39 +21,33 @@ import torch
 import torch.nn as nn
 
 from lib.config import Config
-from lib.models.gpt import GPTBackbone, GPTConfig
-from lib.models.masked_mixer import MixerBackbone, MixerConfig
-from lib.models.ssd import SSDBackbone, SSDConfig
+from lib.models import bodies
+from lib.models.bodies import BodyConfig
 
 
 @dataclass(frozen=True)
 class Arch:
-    """One language-model architecture: its backbone (a lib.contracts.StepBackbone), the backbone's
-    config class, how LMConfig's shared fields map onto that config, and the run-name tag."""
+    """What a language model adds to a body: the run-name tag and the body sizes only a language
+    model sets (LMConfig fields -> the body config's extra keys)."""
 
-    config: type
-    backbone: type
-    fields: Callable[["LMConfig"], dict]
-    tag: Callable[["LMConfig"], str]
+    tag: Callable[["LMConfig"], str] = lambda c: ""
+    extra: Callable[["LMConfig"], dict] = lambda c: {}
 
 
-# The registry: adding an architecture is one file (its backbone) and one entry here.
+# Language-model specifics per body; a body without an entry is used with no tag and no extras.
 ARCHS: dict[str, Arch] = {
-    "mixer": Arch(MixerConfig, MixerBackbone,
-                  lambda c: dict(n_layer=c.n_layer, d_model=c.d_model, ctx=c.ctx, heads=c.n_head, expand=c.expand),
-                  lambda c: f"-h{c.n_head}" + (f"-e{c.expand}" if c.expand else "")),
-    "gpt": Arch(GPTConfig, GPTBackbone,
-                lambda c: dict(n_layer=c.n_layer, n_embd=c.d_model, n_head=c.n_head, n_positions=c.ctx),
-                lambda c: f"-h{c.n_head}"),
-    "ssd": Arch(SSDConfig, SSDBackbone,
-                lambda c: dict(d_model=c.d_model, n_layer=c.n_layer, d_state=c.d_state, d_head=c.d_head, chunk=c.chunk),
-                lambda c: f"-N{c.d_state}"),
+    "mixer": Arch(lambda c: f"-h{c.n_head}" + (f"-e{c.expand}" if c.expand else ""), lambda c: dict(heads=c.n_head, expand=c.expand)),
+    "attention": Arch(lambda c: f"-h{c.n_head}"),
+    "ssd": Arch(lambda c: f"-N{c.d_state}", lambda c: dict(chunk=c.chunk)),
 }
+# This config's spelling of a body where it differs from the registry name: the spelling is hashed
+# into run ids and checkpoint names, so it stays the one the runs were trained under.
+SPELLING = {"attention": "gpt"}
 
 
 @dataclass(frozen=True)
 class LMConfig(Config):
-    arch: str = "mixer"  # a key of ARCHS
+    arch: str = "mixer"  # a body of lib/models/bodies.py (name or alias)
     vocab: int = 4096
     ctx: int = 256  # the longest sequence (the mixer's fixed window; the transformer's positions)
     d_model: int = 128
@@ -65,19 +60,28 @@ class LMConfig(Config):
     tie: bool = True  # head weight = embedding weight
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
+        name = bodies.resolve(self.arch, "arch")
+        object.__setattr__(self, "arch", SPELLING.get(name, name))
+        if not bodies.BODIES[name].causal:
+            raise ValueError(f"arch: a language model needs a causal body, and {name!r} is not")
         if min(self.vocab, self.ctx, self.d_model, self.n_layer) < 1:
             raise ValueError("vocab, ctx, d_model, n_layer must be >= 1")
         self.backbone()  # validates the backbone's own sizes
 
+    @property
+    def specifics(self) -> Arch:
+        return ARCHS.get(bodies.resolve(self.arch), Arch())
+
+    def body(self) -> BodyConfig:
+        return BodyConfig(kind=self.arch, d_model=self.d_model, n_layer=self.n_layer, n_head=self.n_head, d_state=self.d_state,
+                          d_head=self.d_head, ctx=self.ctx)
+
     def backbone(self) -> Config:
-        arch = ARCHS[self.arch]
-        return arch.config(**arch.fields(self))
+        return bodies.config(self.body(), **self.specifics.extra(self))
 
     @property
     def name(self) -> str:
-        return f"{self.arch}-d{self.d_model}-L{self.n_layer}{ARCHS[self.arch].tag(self)}"
+        return f"{self.arch}-d{self.d_model}-L{self.n_layer}{self.specifics.tag(self)}"
 
 
 class LanguageModel(nn.Module):
@@ -86,7 +90,7 @@ class LanguageModel(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab, cfg.d_model)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
-        self.backbone = ARCHS[cfg.arch].backbone(cfg.backbone())
+        self.backbone = bodies.build(cfg.body(), **cfg.specifics.extra(cfg))
         self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         if cfg.tie:
             self.head.weight = self.embed.weight

@@ -11,7 +11,8 @@ iterations are in the loss, the first b - T run without gradient); s the injecti
 
 A standard (non-looped) transformer is the same model with b = T = 1 and an L-layer
 backbone: y = read_out(Backbone(E)). At inference the loop runs any number of iterations.
-The backbone is any module (B, N, e) -> (B, N, e): named by `body` from BODIES, or passed in.
+The backbone is any module (B, N, e) -> (B, N, e): a body of lib/models/bodies.py named by `body`
+(n_embd, n_layer, n_head, n_positions, d_state, d_head are its sizes), or a module passed in.
 `inject`: 'none' (s = 1), 'scalar' (one learnable s ~ U[0,1), the reference's "lr"),
 'iteration' (a learnable s_t per iteration t < b, reused for t >= b), or 'folded' (the control:
 s = 1 and nothing extra to learn, but the read-in starts multiplied by the same s ~ U[0,1) that
@@ -26,27 +27,13 @@ import torch
 import torch.nn as nn
 
 from lib.config import Config
-from lib.models.gpt import GPTBackbone, GPTConfig
-from lib.models.mamba import MambaBackbone, MambaConfig
-from lib.models.ssd import SSDBackbone, SSDConfig
+from lib.models import bodies
+from lib.models.bodies import BodyConfig
 
 INJECT = ("none", "scalar", "iteration", "folded")
-
-
-def gpt_body(cfg: "LoopedConfig") -> nn.Module:
-    return GPTBackbone(cfg.gpt())
-
-
-def mamba_body(cfg: "LoopedConfig") -> nn.Module:
-    return MambaBackbone(MambaConfig(d_model=cfg.n_embd, n_layer=cfg.n_layer, d_state=cfg.d_state))
-
-
-def ssd_body(cfg: "LoopedConfig") -> nn.Module:
-    return SSDBackbone(SSDConfig(d_model=cfg.n_embd, n_layer=cfg.n_layer, d_state=cfg.d_state, d_head=cfg.d_head))
-
-
-# Loop bodies by name: config -> module (B, N, e) -> (B, N, e).
-BODIES = {"gpt": gpt_body, "mamba": mamba_body, "ssd": ssd_body}
+# This config's spelling of a body where it differs from the registry name: the spelling is hashed
+# into run ids and checkpoint names, so it stays the one the runs were trained under.
+SPELLING = {"attention": "gpt"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +46,7 @@ class LoopedConfig(Config):
     b: int = 1  # loop iterations in training
     T: int = 1  # loss window: the last T iterations
     inject: str = "none"
-    body: str = "gpt"  # a key of BODIES
+    body: str = "gpt"  # a body of lib/models/bodies.py (name or alias)
     d_state: int = 16  # state-space bodies: state size N
     d_head: int = 16  # ssd body: head width P
 
@@ -68,13 +55,13 @@ class LoopedConfig(Config):
             raise ValueError(f"b and T must be >= 1, got b={self.b}, T={self.T}")
         if self.inject not in INJECT:
             raise ValueError(f"inject must be one of {list(INJECT)}, got {self.inject!r}")
-        if self.body not in BODIES:
-            raise ValueError(f"body must be one of {sorted(BODIES)}, got {self.body!r}")
-        if self.body == "gpt":
-            self.gpt()  # validates width/heads
+        name = bodies.resolve(self.body)
+        object.__setattr__(self, "body", SPELLING.get(name, name))
+        self.body_config()  # validates the body's sizes
 
-    def gpt(self) -> GPTConfig:
-        return GPTConfig(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head, n_positions=self.n_positions)
+    def body_config(self) -> BodyConfig:
+        return BodyConfig(kind=self.body, d_model=self.n_embd, n_layer=self.n_layer, n_head=self.n_head, d_state=self.d_state,
+                          d_head=self.d_head, ctx=self.n_positions)
 
     @property
     def looped(self) -> bool:
@@ -83,9 +70,8 @@ class LoopedConfig(Config):
     @property
     def name(self) -> str:
         tag = {"none": "", "scalar": "-lr", "iteration": "-lrvec", "folded": "-folded"}[self.inject]
-        kind = "" if self.body == "gpt" else f"{self.body}-"
+        kind = "" if self.body == LoopedConfig.body else f"{self.body}-"  # the default body's runs carry no prefix
         return f"{kind}looped-L{self.n_layer}-b{self.b}-T{self.T}{tag}" if self.looped else f"{kind or 'tf-'}L{self.n_layer}{tag}"
-
 
     def columns(self) -> dict:
         """This config in the results-table columns."""
@@ -116,17 +102,6 @@ def keep_context(n_pairs: int, n_kept: int, where: str, query: bool = True) -> t
     return mask
 
 
-def train_predictions(model, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
-    """(T', B, N): the predictions in the training loss, T' = min(T, b); b from a curriculum or cfg.b.
-
-    Uses only model.cfg and model(...), so it works on a compiled model and on a stand-in that
-    evaluates the model at other weights (the loss-surface study).
-    """
-    b = model.cfg.b if b is None else b
-    window = min(model.cfg.T, b)
-    return model(z, iters=b, keep=window, grad_last=window)
-
-
 def recur(backbone: nn.Module, E: torch.Tensor, scale, read_out, iters: int, keep: int = 1, grad_last: int | None = None,
           state_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The loop: H_0 = 0, H_t = backbone(mask * H_{t-1} + scale(t) * E); read_out(H_t) of the last
@@ -153,7 +128,7 @@ class Looped(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.read_in = nn.Linear(cfg.d_in, cfg.n_embd)
-        self.backbone = BODIES[cfg.body](cfg) if backbone is None else backbone
+        self.backbone = bodies.build(cfg.body_config()) if backbone is None else backbone
         self.read_out = nn.Linear(cfg.n_embd, 1)
         if cfg.inject == "scalar":
             self.s = nn.Parameter(torch.rand(()))
@@ -193,9 +168,6 @@ class Looped(nn.Module):
         cannot trace a loop whose length is an argument); state_dict keys are unchanged."""
         self.backbone.compile()
         return self
-
-    def train_predictions(self, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
-        return train_predictions(self, z, b)
 
     def n_params(self, positions: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

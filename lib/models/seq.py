@@ -5,8 +5,8 @@
 
 Looping is the looped wrapper's recurrence (lib/models/looped.recur): H_0 = 0,
 H_t = body(H_{t-1} + s_t E), with E the read-in and the injection `inject` as in LoopedConfig;
-b = 1 is the plain model. The training loss sees the last T iterations (`train_predictions`).
-Bodies: lib/models/bodies.BODIES (attention, mamba, ssd, conv, mixer, hybrid).
+b = 1 is the plain model. The training loss sees the last T iterations.
+The body is any entry of lib/models/bodies.BODIES.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 
 from lib.config import Config
-from lib.models.bodies import BODIES, BodyConfig
+from lib.models import bodies
+from lib.models.bodies import BodyConfig
 from lib.models.looped import recur
 
 
@@ -56,7 +57,7 @@ class SeqModel(nn.Module):
         self.cfg = cfg
         e = cfg.body.d_model
         self.read_in = nn.Embedding(cfg.vocab, e) if cfg.vocab else nn.Linear(cfg.d_in, e)
-        self.backbone = BODIES[cfg.body.kind].build(cfg.body)
+        self.backbone = bodies.build(cfg.body)
         self.read_out = nn.Linear(e, cfg.n_out or 1)
         self.s = nn.Parameter(torch.rand(())) if cfg.inject == "scalar" else None
 
@@ -80,12 +81,6 @@ class SeqModel(nn.Module):
             grad_last = min(self.cfg.T, iters)
         out = recur(self.backbone, self.read_in(x), self.scale, self.head, iters, keep or 1, grad_last, state_mask)
         return out[0] if keep is None else out
-
-    def train_predictions(self, x: torch.Tensor, b: int | None = None) -> torch.Tensor:
-        """(T', B, N, ...): the iterations in the training loss, T' = min(T, b), with gradient."""
-        b = self.cfg.b if b is None else b
-        window = min(self.cfg.T, b)
-        return self(x, iters=b, keep=window, grad_last=window)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

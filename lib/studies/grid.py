@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from lib.analysis.stats import MIN_SEEDS, compare, seed_interval
 from lib.config import Config
-from lib.models.bodies import BODIES, BodyConfig, state_size
+from lib.models import bodies
+from lib.models.bodies import BodyConfig, state_size
 from lib.models.seq import SeqConfig, SeqModel
 from lib.tasks.algo_sequence import AlgoSequence
 from lib.tasks.algorithmic import AlgorithmicConfig
@@ -107,10 +108,10 @@ class GridSettings(Config):
     workers: int = 1
 
     def __post_init__(self):
-        for name, values, allowed in (("bodies", self.bodies, BODIES), ("tasks", self.tasks, TASKS)):
-            bad = sorted(set(values) - set(allowed))
-            if bad:
-                raise ValueError(f"{name}: {bad} not among {sorted(allowed)}")
+        object.__setattr__(self, "bodies", tuple(bodies.resolve(b, "bodies") for b in self.bodies))
+        bad = sorted(set(self.tasks) - set(TASKS))
+        if bad:
+            raise ValueError(f"tasks: {bad} not among {sorted(TASKS)}")
         for t in self.tasks:
             missing = sorted(set(self.levels) - set(TASKS[t]))
             if missing and len(TASKS[t]) > 1:
@@ -160,15 +161,14 @@ def model_config(s: GridSettings, body: str, looped: bool, task: Any, grid_task:
     V = grid_task.vocab or getattr(task, "vocab", 0)
     io = dict(vocab=V, n_out=V) if grid_task.inputs == "tokens" else dict(d_in=task.cfg.n_dims)
     loop = dict(b=s.b, T=s.b) if looped else {}
-    layers = 1 if looped else s.layers
-
-    # positions for 4n tokens (length extrapolation), except the mixer, whose T x T matrices would dominate
-    # its parameters: its window is the task's length, so it is not scored beyond it
-    ctx = n if body == "mixer" else 4 * n
+    spec = bodies.get(body)
+    layers = max(1 if looped else s.layers, spec.min_layers)
+    # room for 4n tokens (length extrapolation), except for a body whose weights are sized by its
+    # window (the mixer's T x T matrices would dominate its parameters): its window is the task's length
+    ctx = n if spec.window == "fixed" else 4 * n
 
     def make(width: int) -> SeqConfig:
-        return SeqConfig(body=BodyConfig(kind=body, d_model=width, n_layer=max(layers, 2) if body == "hybrid" else layers,
-                                         n_head=4, d_head=16, ctx=ctx), **io, **loop)
+        return SeqConfig(body=BodyConfig(kind=body, d_model=width, n_layer=layers, n_head=4, d_head=16, ctx=ctx), **io, **loop)
 
     return make(solve_width(lambda w: SeqModel(make(w)).n_params(), s.params))
 

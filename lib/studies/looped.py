@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
+from lib.analysis import stats
 from lib.config import Config
 from lib.curriculum import Ramp
+from lib.models import bodies
 from lib.models.looped import Looped, LoopedConfig, keep_context
 from lib.studies import Study, eval_every, from_namespace
 from lib.sweep import train_sweep
@@ -147,11 +150,36 @@ def seeds_of(study: Study, c: LoopedConfig) -> list[int]:
     return sorted(s for (name, s) in study.models if name == c.name)
 
 
+def bootstrap(err: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over prompts (dim 0) and its 95 % bootstrap interval, per column."""
+    return stats.bootstrap(err.double().numpy(), axis=0, n_boot=200, seed=0)
+
+
+def iteration_table(task: InContextRegression, model, iters: int, every: int = 1, state_mask=None) -> pd.DataFrame:
+    """Tidy errors of one model for every `every`-th iteration 1..iters (the last always) and every
+    k: columns iters, k, error, ci_lo, ci_hi."""
+    err = task.iteration_errors(model, iters, state_mask)  # (iters, val, k)
+    rows = []
+    for t in sorted({*range(every - 1, iters, every), iters - 1}):
+        mean, lo, hi = bootstrap(err[t])
+        rows += [{"iters": t + 1, "k": j, "error": m, "ci_lo": l, "ci_hi": h} for j, (m, l, h) in enumerate(zip(mean, lo, hi))]
+    return pd.DataFrame(rows)
+
+
+def baselines(task: InContextRegression) -> pd.DataFrame:
+    """Error per k of least squares, averaging and 3-NN on the task's validation prompts, with intervals."""
+    rows = []
+    for name, err in task.baseline_errors().items():
+        mean, lo, hi = bootstrap(err)
+        rows += [{"model": name, "k": j, "error": m, "ci_lo": l, "ci_hi": h} for j, (m, l, h) in enumerate(zip(mean, lo, hi))]
+    return pd.DataFrame(rows)
+
+
 def error_table(study: Study, iters_factor: int, every: int = 1) -> pd.DataFrame:
     """Errors of every run and seed at iterations 1..iters_factor*b (1 for a standard model), every k."""
     task = study.task
     return pd.concat([
-        task.error_table(study.models[c.name, s], iters=iters_factor * c.b if c.looped else 1, every=every)
+        iteration_table(task, study.models[c.name, s], iters=iters_factor * c.b if c.looped else 1, every=every)
         .assign(run=c.name, label=c.name, seed=s, d=task.d, kind=task.cfg.kind, params=study.models[c.name, s].n_params(),
                 **columns(c))
         for c in study.configs for s in seeds_of(study, c)], ignore_index=True)
@@ -259,9 +287,8 @@ def family_runs(profile: str) -> list:
 
 def cost(c: LoopedConfig) -> float:
     """A rough relative cost of one training step (for ordering work: longest first)."""
-    body = {"gpt": 1.0, "mamba": 2.5, "ssd": 1.7}[c.body]
     grad_iters = min(c.T, c.b)
-    return body * c.n_layer * (grad_iters + (c.b - grad_iters) / 3) * c.n_positions
+    return bodies.get(c.body).cost * c.n_layer * (grad_iters + (c.b - grad_iters) / 3) * c.n_positions
 
 
 def family_training(profile: str) -> dict:

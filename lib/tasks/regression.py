@@ -21,14 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
 
-from lib.analysis import stats
 from lib.config import Config
 from lib.curriculum import Ramp
-from lib.models.looped import train_predictions
 
 KINDS = ("linear", "noisy_linear", "sparse_linear", "decision_tree", "relu_2nn")
 
@@ -100,6 +97,18 @@ def tokens(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     return z
 
 
+def train_predictions(model, z: torch.Tensor, b: int | None = None) -> torch.Tensor:
+    """(T', B, N): the predictions in the training loss of a looped model (lib.models.looped.Looped or
+    lib.models.seq.SeqModel), T' = min(T, b); b from a curriculum or cfg.b.
+
+    Uses only model.cfg and model(...), so it works on a compiled model and on a stand-in that
+    evaluates the model at other weights (the loss-surface study).
+    """
+    b = model.cfg.b if b is None else b
+    window = min(model.cfg.T, b)
+    return model(z, iters=b, keep=window, grad_last=window)
+
+
 class InContextRegression:
     """The task object for the training loop, with curricula over dims, points and loops."""
 
@@ -165,31 +174,17 @@ class InContextRegression:
             "val_error_mean": float(err.mean()),
         }
 
-    def error_table(self, model, iters: int, every: int = 1, state_mask=None) -> pd.DataFrame:
-        """Tidy errors for every `every`-th iteration 1..iters and every k: columns iters, k, error, ci_lo, ci_hi."""
-        err = self.errors(self.predictions(model, iters=iters, keep=iters, state_mask=state_mask))  # (iters, val, k)
-        rows = []
-        for t in range(every - 1, iters, every):
-            mean, lo, hi = bootstrap(err[t])
-            rows += [{"iters": t + 1, "k": j, "error": m, "ci_lo": l, "ci_hi": h} for j, (m, l, h) in enumerate(zip(mean, lo, hi))]
-        if (iters - 1) % every:  # always include the last iteration
-            mean, lo, hi = bootstrap(err[-1])
-            rows += [{"iters": iters, "k": j, "error": m, "ci_lo": l, "ci_hi": h} for j, (m, l, h) in enumerate(zip(mean, lo, hi))]
-        return pd.DataFrame(rows)
+    def iteration_errors(self, model, iters: int, state_mask=None) -> torch.Tensor:
+        """(iters, val_size, k) normalised errors after every iteration 1..iters."""
+        return self.errors(self.predictions(model, iters=iters, keep=iters, state_mask=state_mask))
 
-    def baselines(self) -> pd.DataFrame:
-        """Error per k of least squares, averaging and 3-NN on the validation prompts (linear-type tasks)."""
+    def baseline_errors(self) -> dict[str, torch.Tensor]:
+        """{baseline: (val_size, k) normalised errors} of least squares, averaging and 3-NN on the
+        validation prompts (linear-type tasks)."""
         xs, ys = self.val_xs, self.val.y
-        rows = []
-        for name, preds in (("least squares", least_squares(xs, ys)), ("averaging", averaging(xs, ys)), ("3-NN", nearest_neighbours(xs, ys, 3))):
-            mean, lo, hi = bootstrap(self.errors(preds))
-            rows += [{"model": name, "k": j, "error": m, "ci_lo": l, "ci_hi": h} for j, (m, l, h) in enumerate(zip(mean, lo, hi))]
-        return pd.DataFrame(rows)
-
-
-def bootstrap(err: torch.Tensor, n_boot: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over prompts (dim 0) and its 95 % bootstrap interval, per column (lib.analysis.stats.bootstrap)."""
-    return stats.bootstrap(err.double().numpy(), axis=0, n_boot=n_boot, seed=seed)
+        return {name: self.errors(preds)
+                for name, preds in (("least squares", least_squares(xs, ys)), ("averaging", averaging(xs, ys)),
+                                    ("3-NN", nearest_neighbours(xs, ys, 3)))}
 
 
 def least_squares(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
