@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from lib.models.conv_text import ConvTextConfig, ConvTextModel
-from lib.tasks.selective_copy import REFERENCE
+from lib.analysis.reference import SELECTIVE_COPY
 
 
-@pytest.mark.parametrize("layers, ks, dil, params", [(r[0], r[1], r[2], r[4]) for r in REFERENCE])
+@pytest.mark.parametrize("layers, ks, dil, params", [(r[0], r[1], r[2], r[4]) for r in SELECTIVE_COPY])
 def test_parameter_counts_match_the_reference_table(layers, ks, dil, params):
     cfg = ConvTextConfig(layers=layers, kernel_size=ks, dilation=dil)
     assert ConvTextModel(cfg).n_params() == cfg.n_params() == params

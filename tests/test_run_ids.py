@@ -14,7 +14,7 @@ import torch
 from lib.config import read_config
 from lib.notebooks import profile_parameters
 from lib.paths import CONFIGS
-from lib.studies import grid, lm, looped, selective_copy, thinker
+from lib.studies import family, grid, lm, looped, selective_copy, thinker
 from lib.sweep import checkpoint_for
 from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
 from lib.train import TrainConfig
@@ -44,7 +44,7 @@ LOOPED = {
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_looped_family_run_ids(profile, any_device):
     n, sha, some = LOOPED[profile]
-    names = [checkpoint_for(looped.STUDY, *run).name for run in looped.family_runs(profile)]
+    names = [checkpoint_for(looped.STUDY, *run).name for run in family.runs(profile)]
     assert not set(some) - set(names), f"missing {sorted(set(some) - set(names))}"
     assert (len(names), digest(names)) == (n, sha)
 

@@ -6,7 +6,7 @@ import pytest
 from lib.config import ConfigError, read_config
 from lib.notebooks import profile_parameters
 from lib.paths import CONFIGS
-from lib.studies import looped
+from lib.studies import family, looped
 
 # Where a study's profile deliberately trains on other settings (its own checkpoints, stated in its YAML).
 OWN_SETTINGS = {("learnable_loop_lr", "gpu"): {"n_embd", "steps"}, ("n_token_masking", "cpu"): {"steps", "min_steps"}}
@@ -52,7 +52,7 @@ def test_profile_parameters_resolve_the_base_and_the_notebook_defaults():
 
 
 def test_the_family_run_list_has_each_run_once():
-    runs = looped.family_runs("cpu")
+    runs = family.runs("cpu")
     from lib.sweep import checkpoint_for
 
     keys = [checkpoint_for(looped.STUDY, *r) for r in runs]
@@ -84,4 +84,4 @@ def test_step_caps_key_the_checkpoint_and_name_only_runs_of_the_family(monkeypat
     original = nbs.profile_parameters
     monkeypatch.setattr(nbs, "profile_parameters", lambda nb, profile: {**original(nb, profile), "steps_for": {"tf-L99": 5}})
     with pytest.raises(ValueError, match="tf-L99"):
-        looped.family_runs("cpu")
+        family.runs("cpu")

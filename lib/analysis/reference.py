@@ -1,8 +1,9 @@
 """The references' numbers and the thresholds our verdicts use, each defined once with its source.
 
 A source is the reference card's section (the cards: /work/shared/reference/<name>.md, e.g.
-"looped_transformers.md §5a") or "project" with the reason, when the card states no number and the
-threshold is ours.
+"looped_transformers.md §5a"), the paper where no card holds the number, or "project" with the
+reason, when the card states no number and the threshold is ours. Studies and notebooks set their
+results beside these; nothing else in lib holds a published number.
 
 Units of the looped family: our error is SE / E[y²] at the last position (predicting 0 scores ~1);
 the student report's unit is SE/d² (looped_transformers.md §1 "Report units"), i.e. our error / d
@@ -10,7 +11,10 @@ on linear regression, where E[y²] = d.
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from lib.analysis.labels import Threshold
+from lib.models.conv_text import label
 
 # --- looped transformers (looped_transformers.md) ---
 
@@ -30,3 +34,105 @@ STILL_FALLING = Threshold("fall of the validation error over the last 5 evaluati
                           0.05, "", "project")
 RISE = Threshold("rise of the error after its minimum, as N grows, that makes a curve non-monotone, at least", 1.5, "×",
                  "project: the card gives no size for the first-N rise (§5b)")
+
+# The student report, §5a: d = 10, k = 31, width 256, 20k steps. Its units: train loss / d,
+# and SE / d^2 at the last position (= our val_error / d).
+LOOPED_SEED_REPORT = [
+    {"model": "TF L=12", "final train loss/d": "≈0.19", "SE/d² past b": "—"},
+    {"model": "looped b=5", "final train loss/d": "≈0.38", "SE/d² past b": "rises after ~5 loops to ≈0.35"},
+    {"model": "looped b=10", "final train loss/d": "≈0.28", "SE/d² past b": "stays ≤ 0.01"},
+    {"model": "looped b≥15", "final train loss/d": "≈0.22–0.25", "SE/d² past b": "b=20 stays ≤ 0.01"},
+]
+# The paper's numbers, §4 (d = 20, Fig. 2, 500 loops): error / d at k in-context examples.
+LOOPED_PAPER = [
+    {"model": "TF L=12", "k=10": 0.519, "k=20": 0.0204, "k=30": 7.4e-4, "k=40": 4.8e-4},
+    {"model": "looped L=1 (b=20, T=15)", "k=10": 0.519, "k=20": 0.0242, "k=30": 1.1e-3, "k=40": 7.8e-4},
+    {"model": "least squares", "k=10": 0.515, "k=20": 1.5e-9, "k=30": 1e-13, "k=40": 1e-13},
+]
+
+# --- selective copying with dilated CNNs (selective_copy.md) ---
+
+# §5, tables T1-T4 (1M samples, single runs; nitem 10, area 40, ch 64). `dilation` is an int
+# (all layers) or a per-layer list.
+SELECTIVE_COPY = [
+    # layers, kernel_size, dilation, val_loss, params, train_min, samples_per_s
+    (6, 9, 1, 0.203547, 237_952, 8.71, 1913),
+    (8, 9, 1, 0.088512, 311_808, 11.75, 1418),
+    (10, 9, 1, 0.0164525, 385_664, 14.51, 1148),
+    (12, 9, 1, 0.00128227, 459_520, 16.5, 1009),
+    (6, 11, 1, 0.12667, 287_104, 8.85, 1882),
+    (6, 13, 1, 0.0355833, 336_256, 9.44, 1764),
+    (6, 15, 1, 0.00105004, 385_408, 58.02, 286),
+    (6, 17, 1, 0.000182635, 434_560, 49.15, 339),
+    (6, 9, 2, 0.324, 237_952, 1.96, 8491),
+    (6, 9, [2, 2, 2, 2, 2, 1], 0.0870354, 237_952, 3.28, 5085),
+    (6, 9, [2, 2, 2, 2, 1, 1], 0.0676225, 237_952, 4.24, 3935),
+    (6, 9, [2, 2, 2, 1, 1, 1], 0.0670086, 237_952, 5.26, 3171),
+    (6, 9, [3, 3, 3, 1, 1, 1], 0.0514503, 237_952, 5.17, 3223),
+    (6, 9, [4, 4, 4, 1, 1, 1], 0.0460037, 237_952, 5.37, 3101),
+    (6, 9, [5, 5, 5, 1, 1, 1], 0.0423690, 237_952, 5.1, 3269),
+    (6, 9, [6, 6, 6, 1, 1, 1], 0.0363355, 237_952, 5.28, 3158),
+    (6, 9, [2, 4, 6, 3, 5, 1], 0.0323526, 237_952, 3.26, 5116),
+    (6, 9, [2, 6, 4, 5, 3, 1], 0.0212173, 237_952, 3.07, 5428),
+    (6, 9, [3, 5, 7, 9, 11, 1], 0.0096797, 237_952, 3.08, 5407),
+    (6, 9, [5, 4, 3, 2, 1, 1], 0.0066358, 237_952, 4.2, 3967),
+    (6, 9, [2, 3, 4, 5, 1, 1], 0.0021815, 237_952, 4.35, 3828),
+    (6, 9, [2, 3, 4, 5, 6, 1], 0.0015734, 237_952, 3.15, 5292),
+    (6, 9, [1, 2, 3, 4, 5, 1], 0.0002703, 237_952, 4.03, 4137),
+]
+# §4: mask error % at 1M samples, read off the error-curve plots.
+SELECTIVE_COPY_ERROR_PCT = {
+    (6, 9, "1"): 47.51, (8, 9, "1"): 22.22, (10, 9, "1"): 3.638, (12, 9, "1"): 0.1951,
+    (6, 11, "1"): 30.15, (6, 13, "1"): 9.813, (6, 15, "1"): 0.1781, (6, 17, "1"): 0.02488,
+    (6, 9, "2-3-4-5-6-1"): 0.2349, (6, 9, "2-3-4-5-1-1"): 0.3055,
+    (6, 9, "5-4-3-2-1-1"): 1.14, (6, 9, "3-5-7-9-11-1"): 1.691,
+}
+
+
+def selective_copy_table() -> pd.DataFrame:
+    """SELECTIVE_COPY with its error % as a DataFrame in the project's column names."""
+    rows = []
+    for layers, ks, dil, val_loss, params, minutes, sps in SELECTIVE_COPY:
+        key = (layers, ks, label(tuple(dil) if isinstance(dil, list) else dil))
+        rows.append({
+            "layers": layers, "kernel_size": str(ks), "dilation": key[2], "params": params,
+            "val_loss": val_loss, "val_error_pct": SELECTIVE_COPY_ERROR_PCT.get(key, float("nan")),
+            "train_minutes": minutes, "samples_per_s": sps,
+        })
+    return pd.DataFrame(rows)
+
+
+# --- masked mixer vs transformer on TinyStories (masked_mixer.md) ---
+
+# §3, the summary tables (n = 8 layers; its 4096-token BPE, context 512, CE in nats per token):
+# (row, body, d_model, train, val).
+SMALL_LMS = [
+    ("flat mixer d=512, 8 layers", "mixer", 512, 1.84, 1.89),
+    ("transformer (Llama) d=512, 8 layers, 16 heads", "gpt", 512, 1.87, 1.91),
+    ("flat mixer d=256", "mixer", 256, 2.11, 2.15),
+    ("transformer d=256", "gpt", 256, 1.99, 2.02),
+]
+
+
+def small_lms_table() -> pd.DataFrame:
+    """SMALL_LMS as the reference prints it."""
+    return pd.DataFrame({"reference model (TinyStories)": [r[0] for r in SMALL_LMS], "train": [r[3] for r in SMALL_LMS],
+                         "val": [r[4] for r in SMALL_LMS]})
+
+
+def small_lm_val(arch: str, d_model: int) -> float:
+    """The reference's validation CE of the `arch` model of width d_model."""
+    return next(r[4] for r in SMALL_LMS if r[1:3] == (arch, d_model))
+
+
+# --- the block x task grid's anchors ---
+
+# Published findings beside the grid's cells of the same task.
+GRID_ANCHORS = pd.DataFrame([
+    {"source": "Mamba paper, selective copying (Gu & Dao 2023, Table 1; ssd_language_model.md §C)",
+     "task": "selective_mamba", "body": "S4 / Mamba", "published": "S4 18.3 % vs Mamba 99.8 % accuracy (length 4096, 16 tokens)"},
+    {"source": "Zoology (Arora et al. 2023), MQAR (no reference card)", "task": "mqar", "body": "attention vs gated convolutions",
+     "published": "attention solves MQAR at any width; gated convolutions need width growing with the number of pairs"},
+    {"source": "seed 000, selective copying with dilated CNNs (selective_copy.md §5)", "task": "selective_copy",
+     "body": "conv", "published": "6 layers k=9: 0.2035 val loss (non-causal, 1M samples); dilated 1-2-3-4-5-1 solves it"},
+])

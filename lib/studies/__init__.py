@@ -11,6 +11,7 @@ evaluation, every run) and the trained models keyed by (run name, seed).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,4 @@ def eval_every(steps: int, evals: int) -> int:
 def from_namespace(cls, ns: dict):
     """A typed settings object from a notebook's namespace: each field taken from `ns` when the
     notebook (or papermill) set it, else the class default; validated like a config."""
-    import dataclasses
-
     return cls.load({f.name: ns[f.name] for f in dataclasses.fields(cls) if f.name in ns}, where="notebook parameters")

@@ -21,16 +21,20 @@ from typing import Any, Callable
 import pandas as pd
 import torch.nn as nn
 
+from lib.analysis import reference
 from lib.analysis.stats import MIN_SEEDS, compare, seed_interval
 from lib.config import Config
 from lib.models import bodies
 from lib.models.bodies import BodyConfig, state_size
 from lib.models.seq import SeqConfig, SeqModel
+from lib.studies import eval_every
+from lib.sweep import train_missing, train_sweep
 from lib.tasks.algo_sequence import AlgoSequence
 from lib.tasks.algorithmic import AlgorithmicConfig
 from lib.tasks.recall import Recall, RecallConfig
 from lib.tasks.regression import InContextRegression
 from lib.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
+from lib.train import TrainConfig
 
 STUDY = "block_task_grid"
 LEARNED = 0.5  # a cell "learned" when its score at b is at least this (stability is reported only then)
@@ -187,8 +191,6 @@ def solve_width(params_at: Callable[[int], int], target: int, widths=range(16, 1
 
 def train_config(s: GridSettings, lr: float, seed: int, grid_task: GridTask | None = None) -> dict:
     """A run's TrainConfig keys; with s.converge_tol set, the convergence rule on `grid_task`'s metric."""
-    from lib.studies import eval_every
-
     cfg = dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
                device=s.device, seed=seed)
     if s.converge_tol is not None and grid_task is not None:
@@ -241,9 +243,6 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     Two passes, each training its missing runs side by side (`workers`): the lr sweep on the first
     seed, then the other seeds at each model's best lr (highest validation score at its last
     evaluation). Finished runs are loaded, so a cut grid resumes."""
-    from lib.sweep import train_missing, train_sweep
-    from lib.train import TrainConfig
-
     tasks = tasks_of(s)
     models = {(t, lv, body, looped): model_config(s, body, looped, task, gt)
               for (t, lv), (gt, task) in tasks.items() for body, looped in itertools.product(s.bodies, s.looped)}
@@ -277,17 +276,6 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "steps": int(last["step"]), "stop_reason": last.get("stop_reason", ""),
                          "train_minutes": float(last["train_minutes"]), "samples_per_s": float(last["samples_per_s"])})
     return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
-
-
-# The anchors' published numbers, beside ours where a cell matches.
-ANCHORS = pd.DataFrame([
-    {"source": "Mamba paper, selective copying (Gu & Dao 2023, Table 1)", "task": "selective_mamba", "body": "S4 / Mamba",
-     "published": "S4 18.3 % vs Mamba 99.8 % accuracy (length 4096, 16 tokens)"},
-    {"source": "Zoology (Arora et al. 2023), MQAR", "task": "mqar", "body": "attention vs gated convolutions",
-     "published": "attention solves MQAR at any width; gated convolutions need width growing with the number of pairs"},
-    {"source": "seed 000, selective copying with dilated CNNs (selective_copy.md)", "task": "selective_copy", "body": "conv",
-     "published": "6 layers k=9: 0.2035 val loss (non-causal, 1M samples); dilated 1-2-3-4-5-1 solves it"},
-])
 
 
 def tidy(table: pd.DataFrame) -> pd.DataFrame:
@@ -388,7 +376,7 @@ def model_table(s: GridSettings) -> pd.DataFrame:
 def anchors_beside(summ: pd.DataFrame) -> pd.DataFrame:
     """The anchors' published findings with our cells of the same task (best plain score per body)."""
     rows = []
-    for _, a in ANCHORS.iterrows():
+    for _, a in reference.GRID_ANCHORS.iterrows():
         ours = summ[(summ.task == a.task) & ~summ.looped]
         text = ", ".join(f"{r.body} {r.score:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for _, r in ours.iterrows()) or "not in this grid"
         rows.append({**a.to_dict(), "ours (plain, score [95 % CI])": text})

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.analysis import labels
+from lib.analysis import labels, reference
 from lib.analysis.stats import compare, fmt, seed_interval
 from lib.models.lm import LanguageModel, LMConfig
 from lib.studies import Study, eval_every
-from lib.sweep import train_missing, train_sweep
+from lib.sweep import final_rows, train_missing, train_sweep
 from lib.tasks.lm import LMTask, TextConfig
 from lib.train import TrainConfig
 
@@ -62,18 +62,9 @@ def train(p: dict, task: LMTask) -> Study:
     return Study(task, [c for c, _ in plan], history, models, {}, list(p["seeds"]))
 
 
-# The reference's table (TinyStories, its 4096-token BPE, context 512, CE in nats per token).
-REFERENCE = pd.DataFrame({
-    "reference model (TinyStories)": ["flat mixer d=512, 8 layers", "transformer (Llama) d=512, 8 layers, 16 heads",
-                                      "flat mixer d=256", "transformer d=256"],
-    "train": [1.84, 1.87, 2.11, 1.99], "val": [1.89, 1.91, 2.15, 2.02]})
-
-
 def results(history: pd.DataFrame, task: LMTask) -> pd.DataFrame:
     """One row per model: bits per character at the end of the budget and at equal tokens (mean and
     95 % t-interval over seeds, and the per-seed values), its excess over the entropy floor, steps and minutes."""
-    from lib.sweep import final_rows
-
     final = final_rows(history)
     common = final["tokens"].min()  # every run saw at least this many tokens
     # bits/char at exactly `common` tokens: linear between the evaluations around it, per run and seed
@@ -126,8 +117,11 @@ def findings(results: pd.DataFrame, task: LMTask, mem: pd.DataFrame) -> str:
         done = all(s == "converged" for s in (m.stop_reason, g.stop_reason))
         widths = {int(m.d_model), int(g.d_model)}
         nearest = min((512, 256), key=lambda d: min(abs(d - w) for w in widths))
-        for d, expected, ref in ((512, "lower", "mixer 1.89 vs transformer 1.91 val CE (nats/token), the mixer ahead"),
-                                 (256, "higher", "transformer 2.02 vs mixer 2.15 val CE (nats/token), the transformer ahead")):
+        val = reference.small_lm_val
+        for d, expected, ref in ((512, "lower", f"mixer {val('mixer', 512):.2f} vs transformer {val('gpt', 512):.2f} val CE "
+                                                "(nats/token), the mixer ahead"),
+                                 (256, "higher", f"transformer {val('gpt', 256):.2f} vs mixer {val('mixer', 256):.2f} val CE "
+                                                 "(nats/token), the transformer ahead")):
             claim = f"d = {d}: the mixer {expected} than the transformer"
             kw = dict(ref_metric="validation CE at equal compute", ref_horizon="12 h on a GPU", ref_value=ref, finished=done)
             if widths == {d}:

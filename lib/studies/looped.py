@@ -8,6 +8,8 @@ configs start from configs/looped/<profile>.yml through `base:`):
 
     study = looped.train(globals(), sweep, seeds)      # task, configs, history, models
     errors = looped.error_table(study, iters_factor)    # error per iteration count and k, per run/seed
+
+The whole family's run list and its pooled training: lib/studies/family.py.
 """
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ import torch
 from lib.analysis import stats
 from lib.config import Config
 from lib.curriculum import Ramp
-from lib.models import bodies
 from lib.models.looped import Looped, LoopedConfig, keep_context
 from lib.studies import Study, eval_every, from_namespace
-from lib.sweep import train_sweep
-from lib.tasks.regression import InContextRegression, RegressionConfig
+from lib.sweep import checkpoint_for, train_sweep
+from lib.tasks.regression import InContextRegression, RegressionBatch, RegressionConfig, sample_xy, tokens
+from lib.train import TrainConfig, load_snapshots
 
 STUDY = "looped"  # the checkpoint folder every looped study shares
 
@@ -80,8 +82,6 @@ class Settings(Config):
     def train_config(self, run: str | None = None) -> dict:
         """The TrainConfig keys of a run (seed aside): the shared ones, with `run`'s own step cap
         from `steps_for` (its schedule and evaluation interval follow that cap)."""
-        from lib.train import TrainConfig
-
         keys = {f.name for f in dataclasses.fields(TrainConfig)}
         cfg = {k: v for k, v in dataclasses.asdict(self).items() if k in keys}
         cfg["steps"] = (self.steps_for or {}).get(run, self.steps)
@@ -249,94 +249,12 @@ def masking_errors(study: Study, wheres=("first", "last"), multiples=(1, 2, 3), 
     return pd.DataFrame(rows)
 
 
-# The notebooks whose runs live in checkpoints/looped/ (loss_surface loads them too).
+# The notebooks whose runs live in checkpoints/looped/ (loss_surface loads them too): lib/studies/family.py.
 FAMILY = ("looped_vs_standard", "n_token_masking", "looped_n_layers", "learnable_loop_lr", "mamba_vs_looped_tf", "loss_surface")
-
-
-def family_runs(profile: str) -> list:
-    """Every (model config, task, TrainConfig) the family's notebooks need at `profile`, once each."""
-    import copy
-
-    from lib.notebooks import profile_parameters
-    from lib.sweep import checkpoint_for
-    from lib.train import TrainConfig
-
-    runs, seen, named, asked = [], set(), set(), set()
-    for nb in FAMILY:
-        p = profile_parameters(nb, profile)
-        s = settings(p)
-        points = p.get("mask_points")
-        for kind in p.get("kinds", [s.kind]):
-            task = make_task(s, kind, points)
-            for c in model_configs(s, p["sweep"], points):
-                named.add(c.name)
-                seeds = p["seeds"] if c.looped or not p.get("plain_seeds") else p["plain_seeds"]
-                for seed in seeds:
-                    run = (c, copy.deepcopy(loop_curriculum(task, s.loops_ramp)(c)),
-                           TrainConfig.load({**s.train_config(c.name), "seed": seed}))
-                    key = checkpoint_for(STUDY, *run)
-                    if key not in seen:
-                        seen.add(key)
-                        runs.append(run)
-        asked |= set(s.steps_for or {})
-    if asked - named:
-        raise ValueError(f"steps_for at profile {profile!r} names no run of the family: {sorted(asked - named)}; "
-                         f"its runs: {sorted(named)}")
-    return runs
-
-
-def cost(c: LoopedConfig) -> float:
-    """A rough relative cost of one training step (for ordering work: longest first)."""
-    grad_iters = min(c.T, c.b)
-    return bodies.get(c.body).cost * c.n_layer * (grad_iters + (c.b - grad_iters) / 3) * c.n_positions
-
-
-def family_training(profile: str) -> dict:
-    """What training the whole family costs at `profile`, from its checkpoints: runs, runs present
-    and finished, and the sum of their training minutes (evaluation excluded)."""
-    from lib.sweep import checkpoint_for
-    from lib.train import finished, load_checkpoint
-
-    runs = family_runs(profile)
-    saved = [(load_checkpoint(p), cfg) for c, t, cfg in runs if (p := checkpoint_for(STUDY, c, t, cfg)).exists()]
-    done = [s for s, cfg in saved if finished(s, cfg)]
-    return {"runs": len(runs), "finished": len(done), "minutes": sum(s["train_seconds"] for s in done) / 60}
-
-
-def train_family(profile: str, workers: int = 2) -> list[str]:
-    """Train every missing run of the family at `profile` in `workers` processes, longest first:
-    the notebooks then load them. `python -m lib.studies.looped cpu --workers 2`."""
-    from lib.sweep import train_missing
-
-    runs = family_runs(profile)
-    print(f"{len(runs)} runs in the looped family at profile {profile!r}")
-    return train_missing(Looped, runs, STUDY, workers, cost=cost)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m lib.studies.looped", description=train_family.__doc__.splitlines()[0])
-    ap.add_argument("profile")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--retrain-stale", action="store_true",
-                    help="also retrain finished runs whose model/task/training code changed since they were trained")
-    args = ap.parse_args()
-    if args.retrain_stale:
-        import os
-
-        from lib.provenance import RETRAIN_STALE_ENV
-
-        os.environ[RETRAIN_STALE_ENV] = "1"  # read by train() here and in the spawned workers
-    train_family(args.profile, args.workers)
 
 
 def surface_batch(task: InContextRegression, n: int, device, seed: int = 4242):
     """One fixed batch of `n` fresh prompts (the loss-surface study's), on `device`."""
-    import torch
-
-    from lib.tasks.regression import RegressionBatch, sample_xy, tokens
-
     xs, ys = sample_xy(task.cfg, n, task.k, task.d, torch.Generator().manual_seed(seed))
     return RegressionBatch(tokens(xs, ys).to(device), ys.to(device), task.d, None)
 
@@ -350,9 +268,6 @@ def surface_loss(model, batch):
 
 def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
     """The weight snapshots a run kept during training (TrainConfig.snapshot_every), oldest first."""
-    from lib.sweep import checkpoint_for
-    from lib.train import TrainConfig, load_snapshots
-
     train = study.train_for(c) if study.train_for else study.train
     path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
     return load_snapshots(path) if path.exists() else []

@@ -216,19 +216,3 @@ def nearest_neighbours(xs: torch.Tensor, ys: torch.Tensor, n_neighbours: int = 3
     valid = torch.isfinite(d)
     vals = ys.gather(1, idx.reshape(n, -1)).reshape(n, k, m) * valid
     return vals.sum(-1) / valid.sum(-1).clamp(min=1)
-
-
-# The student report (shared/reference/looped_transformers.md, section 5a): d = 10, k = 31, width 256,
-# 20k steps. Its units: train loss / d, and SE / d^2 at the last position (= our val_error / d).
-REFERENCE_SEED_REPORT = [
-    {"model": "TF L=12", "final train loss/d": "≈0.19", "SE/d² past b": "—"},
-    {"model": "looped b=5", "final train loss/d": "≈0.38", "SE/d² past b": "rises after ~5 loops to ≈0.35"},
-    {"model": "looped b=10", "final train loss/d": "≈0.28", "SE/d² past b": "stays ≤ 0.01"},
-    {"model": "looped b≥15", "final train loss/d": "≈0.22–0.25", "SE/d² past b": "b=20 stays ≤ 0.01"},
-]
-# The paper (d = 20, Fig. 2, 500 loops): error / d at k in-context examples.
-REFERENCE_PAPER = [
-    {"model": "TF L=12", "k=10": 0.519, "k=20": 0.0204, "k=30": 7.4e-4, "k=40": 4.8e-4},
-    {"model": "looped L=1 (b=20, T=15)", "k=10": 0.519, "k=20": 0.0242, "k=30": 1.1e-3, "k=40": 7.8e-4},
-    {"model": "least squares", "k=10": 0.515, "k=20": 1.5e-9, "k=30": 1e-13, "k=40": 1e-13},
-]
