@@ -149,7 +149,7 @@ def test_width_is_solved_to_the_parameter_target():
     task = gt.build()
     for kind in KINDS:
         for looped in (False, True):
-            cfg = model_config(s, kind, looped, task, gt)
+            cfg = model_config(s, kind, looped, task)
             n = SeqModel(cfg).n_params()
             wider = SeqModel(SeqConfig(body=BodyConfig(**{**cfg.body.__dict__, "d_model": cfg.body.d_model + 16}),
                                        vocab=cfg.vocab, n_out=cfg.n_out, b=cfg.b, T=cfg.T)).n_params()
@@ -212,7 +212,7 @@ def test_every_grid_task_names_a_convergence_metric_it_reports(name):
     gt = TASKS[name]["easy"]
     task = gt.build()
     s = GridSettings(params=4000, layers=1, converge_tol=0.01, converge_window=2, min_steps=10, device="cpu")
-    model = SeqModel(model_config(s, "conv", False, task, gt))
+    model = SeqModel(model_config(s, "conv", False, task))
     metrics = task.evaluate(model)
     assert gt.metric in metrics and gt.mode in ("min", "max")
     direction = 1 if gt.mode == "max" else -1  # the score rises when the watched metric improves

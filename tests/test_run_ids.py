@@ -70,7 +70,7 @@ def test_grid_run_ids():
     for key in [("mqar", "easy"), ("linear", "easy")]:
         gt, task = tasks[key]
         cfg = TrainConfig.load(grid.train_config(s, s.lrs[0], s.seeds[0], gt))
-        names += [checkpoint_for(grid.STUDY, grid.model_config(s, body, lp, task, gt), task, cfg).name
+        names += [checkpoint_for(grid.STUDY, grid.model_config(s, body, lp, task), task, cfg).name
                   for body in s.bodies for lp in s.looped]
     assert names == GRID
 

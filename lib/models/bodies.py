@@ -115,10 +115,9 @@ def resolve(name: str, key: str = "body") -> str:
     in the error."""
     if name in BODIES:
         return name
-    for key, body in BODIES.items():
-        if name in body.aliases:
-            return key
-    aliases = {a: key for key, body in BODIES.items() for a in body.aliases}
+    aliases = {a: registered for registered, body in BODIES.items() for a in body.aliases}
+    if name in aliases:
+        return aliases[name]
     raise ValueError(f"{key} must be one of {sorted(BODIES)} (aliases {aliases}), got {name!r}")
 
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
-import torch.nn as nn
 
 from lib.analysis import reference
 from lib.analysis.stats import MIN_SEEDS, compare, seed_interval
 from lib.config import Config
+from lib.contracts import GridTask
 from lib.models import bodies
 from lib.models.bodies import BodyConfig, state_size
 from lib.models.seq import SeqConfig, SeqModel
@@ -42,33 +42,31 @@ ERROR_FLOOR = 0.01  # errors below this count as this in the stability ratio
 
 
 @dataclass(frozen=True)
-class GridTask:
-    """A task of the grid at one difficulty: how to build it and how to read its score."""
+class Entry:
+    """A task of the grid at one difficulty: how to build it (a lib.contracts.GridTask: its seq_len
+    and vocab size the model) and how to read its score."""
 
-    build: Callable[[], Any]
-    inputs: str  # 'tokens' or 'vectors'
+    build: Callable[[], GridTask]
     score: Callable[[dict], float]  # evaluate()'s metrics -> higher-is-better score
     extrapolates: bool = False  # can be drawn at 2n and 4n (Recall.at_length)
-    vocab: int = 0  # the token vocabulary when the task object does not say (selective copying: bytes)
     metric: str = "val_acc"  # the metric the convergence rule watches, and its direction
     mode: str = "max"
 
 
-def _recall(kind: str, **kw) -> GridTask:
-    return GridTask(lambda: Recall(RecallConfig(kind=kind, **kw)), "tokens", lambda m: m["val_acc"], extrapolates=True)
+def _recall(kind: str, **kw) -> Entry:
+    return Entry(lambda: Recall(RecallConfig(kind=kind, **kw)), lambda m: m["val_acc"], extrapolates=True)
 
 
-def _algo(task: str, **kw) -> GridTask:
-    return GridTask(lambda: AlgoSequence(AlgorithmicConfig(task=task, **kw)), "tokens", lambda m: m["val_acc"])
+def _algo(task: str, **kw) -> Entry:
+    return Entry(lambda: AlgoSequence(AlgorithmicConfig(task=task, **kw)), lambda m: m["val_acc"])
 
 
-def _regression(kind: str, **kw) -> GridTask:
-    return GridTask(lambda: InContextRegression.of(kind, **kw), "vectors", lambda m: 1 - m["val_error"], metric="val_error",
-                    mode="min")
+def _regression(kind: str, **kw) -> Entry:
+    return Entry(lambda: InContextRegression.of(kind, **kw), lambda m: 1 - m["val_error"], metric="val_error", mode="min")
 
 
-# Tasks by name and difficulty level: the knobs the issue names (vocabulary, length, pairs).
-TASKS: dict[str, dict[str, GridTask]] = {
+# Tasks by name and difficulty level: vocabulary, length, pairs.
+TASKS: dict[str, dict[str, Entry]] = {
     # MQAR's vocabulary exceeds its length (zoology's condition): stray copies of a key stay rare
     "mqar": {"easy": _recall("mqar", vocab=128, seq_len=64, pairs=8, val_size=500),
              "hard": _recall("mqar", vocab=256, seq_len=128, pairs=24, val_size=500)},
@@ -76,8 +74,8 @@ TASKS: dict[str, dict[str, GridTask]] = {
                   "hard": _recall("induction", vocab=64, seq_len=128, val_size=500)},
     "selective_mamba": {"easy": _recall("selective", vocab=16, seq_len=64, pairs=8, val_size=500),
                         "hard": _recall("selective", vocab=16, seq_len=256, pairs=16, val_size=500)},
-    "selective_copy": {"easy": GridTask(lambda: SelectiveCopy(SelectiveCopyConfig(val_size=500)), "tokens",
-                                        lambda m: 1 - m["val_error_pct"] / 100, vocab=256, metric="val_error_pct", mode="min")},
+    "selective_copy": {"easy": Entry(lambda: SelectiveCopy(SelectiveCopyConfig(val_size=500)), lambda m: 1 - m["val_error_pct"] / 100,
+                                     metric="val_error_pct", mode="min")},
     "copy": {"easy": _algo("copy", V=16, length=10, val_size=500), "hard": _algo("copy", V=16, length=20, val_size=500)},
     "flip": {"easy": _algo("flip", V=16, length=10, val_size=500), "hard": _algo("flip", V=16, length=20, val_size=500)},
     "cumsum": {"easy": _algo("cumsum", V=10, length=10, val_size=500), "hard": _algo("cumsum", V=16, length=20, val_size=500)},
@@ -103,7 +101,7 @@ class GridSettings(Config):
     batch_size: int = 64
     warmup_steps: int = 100
     evals: int = 10
-    # convergence: a run stops once its task's metric (GridTask.metric) improved by less than
+    # convergence: a run stops once its task's metric (Entry.metric) improved by less than
     # converge_tol (relative) over converge_window evaluations, checked from min_steps on; None: the cap only
     converge_tol: float | None = None
     converge_window: int = 3
@@ -151,19 +149,10 @@ def n_runs(s: GridSettings) -> int:
     return combos * (len(s.lrs) + len(s.seeds) - 1)
 
 
-def seq_len_of(task: Any) -> int:
-    if hasattr(task, "seq_len"):
-        return task.seq_len
-    if hasattr(task, "cfg") and hasattr(task.cfg, "seq_len"):
-        return task.cfg.seq_len
-    return 2 * task.k  # regression: x, y pairs
-
-
-def model_config(s: GridSettings, body: str, looped: bool, task: Any, grid_task: GridTask) -> SeqConfig:
+def model_config(s: GridSettings, body: str, looped: bool, task: GridTask) -> SeqConfig:
     """The (body, plain/looped) model for `task`, its width solved to s.params parameters."""
-    n = seq_len_of(task)
-    V = grid_task.vocab or getattr(task, "vocab", 0)
-    io = dict(vocab=V, n_out=V) if grid_task.inputs == "tokens" else dict(d_in=task.cfg.n_dims)
+    n, V = task.seq_len, task.vocab
+    io = dict(vocab=V, n_out=V) if V else dict(d_in=task.cfg.n_dims)
     loop = dict(b=s.b, T=s.b) if looped else {}
     spec = bodies.get(body)
     layers = max(1 if looped else s.layers, spec.min_layers)
@@ -189,7 +178,7 @@ def solve_width(params_at: Callable[[int], int], target: int, widths=range(16, 1
     return best
 
 
-def train_config(s: GridSettings, lr: float, seed: int, grid_task: GridTask | None = None) -> dict:
+def train_config(s: GridSettings, lr: float, seed: int, grid_task: Entry | None = None) -> dict:
     """A run's TrainConfig keys; with s.converge_tol set, the convergence rule on `grid_task`'s metric."""
     cfg = dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
                device=s.device, seed=seed)
@@ -199,42 +188,27 @@ def train_config(s: GridSettings, lr: float, seed: int, grid_task: GridTask | No
     return cfg
 
 
-def tasks_of(s: GridSettings) -> dict[tuple[str, str], tuple[GridTask, Any]]:
+def tasks_of(s: GridSettings) -> dict[tuple[str, str], tuple[Entry, GridTask]]:
     return {(t, lv): (TASKS[t][lv], TASKS[t][lv].build()) for t in s.tasks for lv in levels_of(s, t)}
 
 
-def score_cell(model, task: Any, grid_task: GridTask, cfg: SeqConfig) -> dict:
+def score_cell(model, task: GridTask, grid_task: Entry, cfg: SeqConfig) -> dict:
     """Score at the training iterations; looped: also at 2b, 4b, 10b (stability); token tasks that
     extrapolate: at 2n and 4n."""
     out = {"score": grid_task.score(task.evaluate(model))}
     if cfg.looped:
-        errs = {k: 1 - grid_task.score(_evaluate(task, model, iters=k * cfg.b)) for k in (2, 4, 10)}
+        errs = {k: 1 - grid_task.score(task.evaluate(model, iters=k * cfg.b)) for k in (2, 4, 10)}
         out.update({f"score_{k}b": 1 - e for k, e in errs.items()})
         out["score_past_b"] = min(1 - e for e in errs.values())
         # worst error up to 10b over the error at b, both floored at ERROR_FLOOR (a solved cell is 1.0, not 0/0);
         # only for cells that learned (score at b >= LEARNED): an unlearned cell has no stability to speak of
         out["stability"] = (max(max(errs.values()), ERROR_FLOOR) / max(1 - out["score"], ERROR_FLOOR)
                             if out["score"] >= LEARNED else float("nan"))
-    if grid_task.extrapolates and cfg.body.ctx >= 4 * seq_len_of(task):
-        n = seq_len_of(task)
+    if grid_task.extrapolates and cfg.body.ctx >= 4 * task.seq_len:
+        n = task.seq_len
         for f in (2, 4):
             out[f"score_len{f}x"] = grid_task.score(task.evaluate(model, val=task.at_length(f * n)))
     return out
-
-
-class AtIters(nn.Module):
-    """`model` run for `iters` iterations whenever the caller does not say (a task's evaluate())."""
-
-    def __init__(self, model: nn.Module, iters: int):
-        super().__init__()
-        self.model, self.iters = model, iters
-
-    def forward(self, x, iters: int | None = None, **kw):
-        return self.model(x, iters=self.iters if iters is None else iters, **kw)
-
-
-def _evaluate(task, model, iters: int) -> dict:
-    return task.evaluate(AtIters(model, iters))
 
 
 def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -244,7 +218,7 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     seed, then the other seeds at each model's best lr (highest validation score at its last
     evaluation). Finished runs are loaded, so a cut grid resumes."""
     tasks = tasks_of(s)
-    models = {(t, lv, body, looped): model_config(s, body, looped, task, gt)
+    models = {(t, lv, body, looped): model_config(s, body, looped, task)
               for (t, lv), (gt, task) in tasks.items() for body, looped in itertools.product(s.bodies, s.looped)}
 
     def runs(pairs):  # [(key, lr, seed)] -> train_missing's (model config, task, TrainConfig)
@@ -270,7 +244,7 @@ def run(s: GridSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
         for seed in s.seeds:
             last = h[h.seed == seed].sort_values("step").iloc[-1]
             rows.append({"body": body, "looped": looped, "layers": mcfg.body.n_layer, "b": mcfg.b, "width": mcfg.body.d_model,
-                         "params": SeqModel(mcfg).n_params(), "state_size": state_size(mcfg.body, seq_len_of(task)),
+                         "params": SeqModel(mcfg).n_params(), "state_size": state_size(mcfg.body, task.seq_len),
                          "task": t, "difficulty": lv, "lr": best[k], "seed": seed,
                          **score_cell(trained[mcfg.name, seed], task, gt, mcfg),
                          "steps": int(last["step"]), "stop_reason": last.get("stop_reason", ""),
@@ -366,10 +340,10 @@ def model_table(s: GridSettings) -> pd.DataFrame:
     rows = []
     for (t, lv), (gt, task) in tasks_of(s).items():
         for body, looped in itertools.product(s.bodies, s.looped):
-            cfg = model_config(s, body, looped, task, gt)
+            cfg = model_config(s, body, looped, task)
             rows.append({"task": t, "difficulty": lv, "body": body, "looped": looped, "layers": cfg.body.n_layer, "b": cfg.b,
-                         "width": cfg.body.d_model, "params": SeqModel(cfg).n_params(), "state_size": state_size(cfg.body, seq_len_of(task)),
-                         "seq_len": seq_len_of(task)})
+                         "width": cfg.body.d_model, "params": SeqModel(cfg).n_params(), "state_size": state_size(cfg.body, task.seq_len),
+                         "seq_len": task.seq_len})
     return pd.DataFrame(rows)
 
 

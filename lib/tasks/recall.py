@@ -134,7 +134,7 @@ class TokenTask:
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), ignore_index=IGNORE)
 
     @torch.no_grad()
-    def evaluate(self, model, batch_size: int = 500, iters: int | None = None, val: TokenBatch | None = None) -> dict[str, float]:
+    def evaluate(self, model, batch_size: int = 500, *, iters: int | None = None, val: TokenBatch | None = None) -> dict[str, float]:
         """Accuracy at the labelled positions, and the fraction of sequences with all of them right."""
         self.heldout.check()
         val = self.val if val is None else val
@@ -156,7 +156,7 @@ class Recall(TokenTask):
     def __init__(self, cfg: RecallConfig):
         self.cfg = cfg
         self.spec = (cfg, MQAR_LAYOUT) if cfg.kind == "mqar" else (cfg,)
-        self.vocab = cfg.vocab
+        self.vocab, self.seq_len = cfg.vocab, cfg.seq_len
         self.val = SAMPLERS[cfg.kind](cfg, cfg.val_size, torch.Generator().manual_seed(cfg.val_seed))
         self.heldout = HeldOut(self.val.x)
 

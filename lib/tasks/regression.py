@@ -164,10 +164,17 @@ class InContextRegression:
         """Normalised squared error (..., val_size, k) from predictions of the same shape."""
         return (preds - self.val.y) ** 2 / self.cfg.normaliser(self.d)
 
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.k  # x, y pairs
+
+    vocab = 0  # vector tokens of width cfg.n_dims, not ids
+
     @torch.no_grad()
-    def evaluate(self, model) -> dict[str, float]:
-        """At the model's training loops b: val_loss (MSE), error at the last position and mean over positions."""
-        err = self.errors(self.predictions(model)[0])  # (val, k)
+    def evaluate(self, model, *, iters: int | None = None) -> dict[str, float]:
+        """At `iters` loop iterations (None: the model's training b): val_loss (MSE), error at the
+        last position and mean over positions."""
+        err = self.errors(self.predictions(model, iters=iters)[0])  # (val, k)
         return {
             "val_loss": float(err.mean() * self.cfg.normaliser(self.d)),
             "val_error": float(err[:, -1].mean()),

@@ -27,6 +27,7 @@ from lib.config import Config
 from lib.tasks.heldout import HeldOut
 
 MASK = 0  # byte that replaces each answer cell in the input
+VOCAB = 256  # token ids are bytes
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class SelectiveCopy:
     def __init__(self, cfg: SelectiveCopyConfig):
         self.cfg = cfg
         self.spec = (cfg,)  # what identifies this task in a checkpoint key
+        self.seq_len = cfg.seq_len
+        self.vocab = VOCAB
         self.val = sample(cfg, cfg.val_size, gen=torch.Generator().manual_seed(cfg.val_seed))
         self.heldout = HeldOut(self.val.y)
 
@@ -125,8 +128,9 @@ class SelectiveCopy:
         }
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, batch_size: int = 500) -> dict[str, float]:
-        """Validation metrics over the whole fixed set.
+    def evaluate(self, model: torch.nn.Module, batch_size: int = 500, *, iters: int | None = None) -> dict[str, float]:
+        """Validation metrics over the whole fixed set (a looped model at `iters` iterations; None:
+        its own).
 
         val_error_pct is the error % over masked (answer) cells; the reference averages
         per-batch percentages over batches of 64, which equals this up to the ragged last batch.
@@ -136,7 +140,8 @@ class SelectiveCopy:
         total: dict[str, float] = {}
         for i in range(0, self.cfg.val_size, batch_size):
             b = CopyBatch(*(t[i : i + batch_size].to(device) for t in self.val))
-            for k, v in self.counts(model(b.x), b).items():
+            logits = model(b.x) if iters is None else model(b.x, iters=iters)
+            for k, v in self.counts(logits, b).items():
                 total[k] = total.get(k, 0) + v
         return {
             "val_loss": total["loss_sum"] / total["cells"],
