@@ -10,11 +10,14 @@ measured in the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
+import lib.models.mamba as M
 from lib.device import describe, pick
+from lib.models import bodies
 from lib.models.looped import Looped, LoopedConfig
 from lib.tasks.regression import InContextRegression
 
@@ -52,23 +55,22 @@ def mamba_scans(args, device) -> None:
     """Looped Mamba (L = 1, b = 5, T = 10) at the cpu profile's shape: each selective-scan form, eager
     and with the loop body compiled, against the chunked two-level scan the earlier reports used;
     then where the time goes (top operators of one training step) for the chunked and fused forms."""
-    import lib.models.mamba as M
-    from lib.models import looped as L
-
     task = InContextRegression.of("linear", args.dims, args.points, 64)
     base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points, b=5, T=10, body="mamba", d_state=16)
-    original = L.BODIES["mamba"]
+    original = bodies.BODIES["mamba"]
+    with_scan = lambda form: dataclasses.replace(original, config=lambda c, **x: M.MambaConfig(
+        d_model=c.d_model, n_layer=c.n_layer, d_state=c.d_state, scan=form))
     print(f"\nLooped Mamba, width {args.width}, d {args.dims}, k {args.points}, batch {args.batch}, b = 5, T = 10, d_state 16")
     print("| scan | mode | samples/s | ratio to chunked eager |\n|---|---|---|---|")
     ref = None
     forms = [("chunked", False), ("sequential", False), ("fused", False), ("fused", True), ("compiled", False)]
     for form, comp in forms:
-        L.BODIES["mamba"] = lambda c, form=form: M.MambaBackbone(M.MambaConfig(d_model=c.n_embd, n_layer=c.n_layer, d_state=c.d_state, scan=form))
+        bodies.BODIES["mamba"] = with_scan(form)
         sps = samples_per_s(LoopedConfig(**base), task, device, args.steps, args.batch, comp, False)
         ref = ref or sps
         print(f"| {form} | {'body compiled' if comp else 'eager'} | {sps:,.0f} | {sps / ref:.2f} |", flush=True)
     for form in ("chunked", "fused"):
-        L.BODIES["mamba"] = lambda c, form=form: M.MambaBackbone(M.MambaConfig(d_model=c.n_embd, n_layer=c.n_layer, d_state=c.d_state, scan=form))
+        bodies.BODIES["mamba"] = with_scan(form)
         model = Looped(LoopedConfig(**base)).to(device)
         gen = torch.Generator().manual_seed(0)
         batch = task.train_batch(args.batch, gen)
@@ -77,7 +79,7 @@ def mamba_scans(args, device) -> None:
             task.loss(model, batch).backward()
         top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6).splitlines()
         print(f"\nwhere the time goes, {form} scan (one forward + backward):\n```\n" + "\n".join(top) + "\n```")
-    L.BODIES["mamba"] = original
+    bodies.BODIES["mamba"] = original
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The block x task grid's wiring: every body (lib/models/bodies.py), plain and looped, on every
-task, iso-parameter, with a small lr sweep and seeds (issue #17).
+task, iso-parameter, with a small lr sweep and seeds.
 
     settings = GridSettings.load(params)
     cells = expand(settings)                 # one Cell per (body, looped, task, level, lr, seed)
