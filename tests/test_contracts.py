@@ -148,6 +148,14 @@ def test_one_registry_entry_builds_the_body_everywhere(toy):
     torch.testing.assert_close(logits, lm(idx)[:, -1])
 
 
+def test_a_language_model_generates_only_with_a_stepping_body(toy, monkeypatch):
+    monkeypatch.delattr(ToyBody, "step")
+    lm = LanguageModel(LMConfig(arch="toy", vocab=12, ctx=8, d_model=8, n_layer=1))
+    assert lm(torch.randint(0, 12, (1, 4))).shape == (1, 4, 12)
+    with pytest.raises(TypeError, match="generating needs a body with step"):
+        lm.step(torch.randint(0, 12, (1, 4)))
+
+
 def test_a_language_model_needs_a_causal_body(toy, monkeypatch):
     monkeypatch.setitem(bodies.BODIES, "toy", dataclasses.replace(bodies.BODIES["toy"], causal=False))
     with pytest.raises(ValueError, match="arch: a language model needs a causal body"):

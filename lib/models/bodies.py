@@ -95,6 +95,9 @@ def _mixer(c: BodyConfig, **extra) -> MixerConfig:  # one token-mixing matrix pe
     return MixerConfig(n_layer=c.n_layer, d_model=c.d_model, ctx=c.ctx, **{"heads": 1, **extra})
 
 
+# cost: attention, mamba and ssd carry the relative step costs the looped family has scheduled by;
+# conv, mixer and hybrid are estimates from their arithmetic, not measurements. Costs order work
+# only (costliest first) and never change a result.
 BODIES: dict[str, Body] = {
     "attention": Body(lambda c, **x: GPTConfig(n_layer=c.n_layer, n_embd=c.d_model, n_head=c.n_head, n_positions=c.ctx, **x),
                       GPTBackbone, lambda c, n: 2 * c.n_layer * c.d_model * n, cost=1.0, window="positions", aliases=("gpt",)),

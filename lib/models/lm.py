@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from lib.config import Config
+from lib.contracts import StepBackbone
 from lib.models import bodies
 from lib.models.bodies import BodyConfig
 
@@ -110,5 +111,7 @@ class LanguageModel(nn.Module):
     def step(self, idx: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
         """Feed new tokens idx (B, n) after `state` (None at the start) -> (logits of the last new
         token (B, V), new state): the backbone's own step (KV cache, SSM state, mixer window)."""
+        if not isinstance(self.backbone, StepBackbone):
+            raise TypeError(f"generating needs a body with step() (lib.contracts.StepBackbone); {self.cfg.arch!r} has none")
         h, state = self.backbone.step(self.embed(idx), state)
         return self.head(h[:, -1]), state
