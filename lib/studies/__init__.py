@@ -2,9 +2,11 @@
 training in one call and keeps only its question, figures and findings.
 
     looped.py          in-context regression with looped / standard bodies (five notebooks + loss_surface)
+    family.py          the whole looped family at a profile: its run list, cost and pooled training
     selective_copy.py  the dilated-CNN selective-copy sweep (selective_copy, loss_surface)
     thinker.py         the latent thinker on algorithmic tasks (latent_thinker)
     lm.py              small language models on the story corpus (small_lms)
+    grid.py            every body x every task, plain and looped (block_task_grid)
 
 Each returns a `Study`: the task, the model configs, the training history (one row per
 evaluation, every run) and the trained models keyed by (run name, seed).
