@@ -36,7 +36,7 @@ TASKS = {
     SelectiveCopy: lambda: SelectiveCopy(SelectiveCopyConfig(n_items=3, area=10, val_size=8)),
     Algorithmic: lambda: Algorithmic(AlgorithmicConfig(task="copy", V=8, length=5, val_size=8)),
     AlgoSequence: lambda: AlgoSequence(AlgorithmicConfig(task="flip", V=8, length=5, val_size=8)),
-    Recall: lambda: Recall(RecallConfig(kind="mqar", vocab=16, seq_len=16, pairs=2, val_size=8)),
+    Recall: lambda: Recall(RecallConfig(kind="mqar", vocab=32, seq_len=16, pairs=2, val_size=8)),
     LMTask: lambda: LMTask(TextConfig(n_docs=40, tokenizer="bytes", ctx=16, val_windows=2)),
 }
 GRID_TASKS = (InContextRegression, SelectiveCopy, AlgoSequence, Recall)
@@ -87,7 +87,7 @@ def test_a_task_without_a_loss_is_not_a_task():
 def test_the_grid_evaluates_at_other_iterations_through_the_task():
     task = TASKS[Recall]()
     torch.manual_seed(0)
-    model = SeqModel(SeqConfig(body=BodyConfig(kind="attention", d_model=16, n_layer=1, ctx=16), vocab=16, n_out=16, b=2, T=2)).eval()
+    model = SeqModel(SeqConfig(body=BodyConfig(kind="attention", d_model=16, n_layer=1, ctx=16), vocab=32, n_out=32, b=2, T=2)).eval()
     seen = []
     hook = model.backbone.register_forward_pre_hook(lambda *_: seen.append(1))
     task.evaluate(model, iters=5)
