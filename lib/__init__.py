@@ -13,12 +13,21 @@ from lib.device import keep_freed_memory  # noqa: E402
 keep_freed_memory()
 
 
-def check_checkout(notebook: str | None = None) -> Path:
-    """Fail loudly if `import lib` resolved to something other than this repository's package."""
+def check_checkout(notebook: str | None = None, cwd: Path | None = None) -> Path:
+    """Fail loudly if `import lib` resolved to something other than this repository's package: a
+    package that is no seqlab checkout, or the `lib` of another checkout than the one whose
+    notebooks/ folder the kernel runs in (JupyterLab and papermill start kernels there), e.g. from a
+    kernel registered user-wide by another clone."""
     if not (ROOT / "notebooks").is_dir() or (notebook and not (ROOT / "notebooks" / notebook).exists()):
         raise ImportError(
             f"`lib` was imported from {ROOT}, which is not a seqlab checkout (no notebooks/{notebook or ''}). "
             "Another package named `lib` shadows it: run `pip install -e .` in the seqlab checkout."
+        )
+    here = (cwd or Path.cwd()).resolve()
+    if notebook and (here / notebook).is_file() and (here.parent / "lib" / "__init__.py").is_file() and here.parent != ROOT:
+        raise ImportError(
+            f"this notebook is in the checkout {here.parent}, but its kernel imports `lib` from {ROOT}: "
+            "start JupyterLab from this checkout's venv and pick the kernel 'Python 3' (README, \"JupyterLab\")"
         )
     return ROOT
 

@@ -1,0 +1,111 @@
+"""The newcomer's path: JupyterLab leaves git clean, lib from another checkout is refused, progress
+is readable and bounded, gpu profiles compile only where they can, cited references are in the repo."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import lib
+from lib import nbclean
+from lib.paths import CONFIGS, NOTEBOOKS, ROOT
+
+NBS = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def git(*args, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_committed_notebooks_are_what_the_clean_filter_stages(path: Path):
+    """Byte for byte: otherwise a notebook saved unchanged by JupyterLab would show as modified."""
+    text = path.read_text(encoding="utf-8")
+    assert nbclean.clean_text(text) == text, f"{path.name} is not in its committed form: run `python3 lib/nbclean.py {path.relative_to(ROOT)}`"
+
+
+def run_all_and_save_as_jupyterlab(src: Path, dst: Path) -> None:
+    """What JupyterLab writes after Run All and save with the README's kernel: every code cell
+    executed by a real kernel (here each runs a cheap stand-in that prints to stdout and stderr,
+    returns a value, shows a PNG and raises nothing), the sources then restored as they were, the
+    native kernel's kernelspec, the kernel's own language_info, widget state and editor metadata."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(src, as_version=4)
+    sources = [c.source for c in nb.cells]
+    stand_in = ("import sys, base64\nfrom IPython.display import Image, display\nprint('out'); print('bar 50%', file=sys.stderr)\n"
+                "display(Image(data=base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==')))\n42")
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.source = stand_in
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    for c, s in zip(nb.cells, sources):
+        c.source = s
+        if c.cell_type == "code":
+            c.metadata["scrolled"] = True
+            c.metadata["jupyter"] = {"outputs_hidden": False}
+            assert c.outputs and c.execution_count, "the simulated run must leave outputs"
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2, "version_minor": 0}}
+    assert nb.metadata["language_info"].get("version"), "nbclient records the kernel's language_info"
+    nbformat.write(nb, dst)  # jupyter_server saves through nbformat.write too
+
+
+def test_jupyterlab_run_all_and_save_leaves_git_status_clean(tmp_path):
+    """The README's path (clone, `python3 lib/nbclean.py --install`, Run All, save) leaves nothing to
+    commit: git stages exactly the committed notebook and `git status` is clean once the index is
+    refreshed. Without the filter the same save is a change."""
+    repo, name = tmp_path / "clone", "selective_copy.ipynb"
+    for rel in (".gitattributes", "lib/nbclean.py", f"notebooks/{name}"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, repo / rel)
+    git("init", "-q", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c", "--allow-empty", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebook", cwd=repo)
+    committed = (repo / "notebooks" / name).read_bytes()
+
+    run_all_and_save_as_jupyterlab(repo / "notebooks" / name, repo / "notebooks" / name)
+    assert b'"image/png"' in (repo / "notebooks" / name).read_bytes()
+    assert git("status", "--porcelain", cwd=repo).strip() == "M notebooks/selective_copy.ipynb"  # no filter yet
+
+    subprocess.run(["python3", "lib/nbclean.py", "--install"], cwd=repo, check=True, capture_output=True)
+    assert git("diff", "--stat", cwd=repo).strip() == ""  # content compared through the filter
+    git("add", "-A", cwd=repo)  # (until the index is refreshed, `git status` may list it by its size alone)
+    assert git("status", "--porcelain", cwd=repo).strip() == ""
+    assert subprocess.run(["git", "show", f":notebooks/{name}"], cwd=repo, capture_output=True, check=True).stdout == committed
+
+
+def test_the_clean_filter_strips_what_editors_and_papermill_add():
+    nb = json.loads((NOTEBOOKS / "selective_copy.ipynb").read_text())
+    dirty = json.loads(json.dumps(nb))
+    dirty["metadata"]["kernelspec"] = {"display_name": "seqlab (.venv)", "language": "python", "name": "seqlab"}
+    dirty["metadata"]["papermill"] = {"parameters": {}}
+    dirty["cells"].insert(2, {"cell_type": "code", "id": "x", "metadata": {"tags": ["injected-parameters"]},
+                              "source": "steps = 1\n", "outputs": [], "execution_count": 3})
+    dirty["cells"][3]["metadata"].update(papermill={"duration": 1.0}, ExecuteTime={}, collapsed=True)
+    dirty["cells"][3]["source"] = "".join(dirty["cells"][3]["source"])  # one string, as some tools write it
+    assert nbclean.clean_text(json.dumps(dirty)) == nbclean.dumps(nb)
+
+
+def fake_checkout(root: Path, notebook: str) -> Path:
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "__init__.py").write_text("")
+    (root / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS / notebook, root / "notebooks" / notebook)
+    return root / "notebooks"
+
+
+def test_lib_from_another_checkout_is_refused_in_one_line(tmp_path):
+    other = fake_checkout(tmp_path / "other-clone", "selective_copy.ipynb")
+    with pytest.raises(ImportError) as e:
+        lib.check_checkout("selective_copy.ipynb", cwd=other)
+    message = str(e.value)
+    assert "\n" not in message and str(other.parent) in message and str(lib.ROOT) in message
+    assert lib.check_checkout("selective_copy.ipynb", cwd=NOTEBOOKS) == lib.ROOT  # its own checkout
+    assert lib.check_checkout("selective_copy.ipynb", cwd=tmp_path) == lib.ROOT  # Colab: not inside any checkout
