@@ -109,3 +109,32 @@ def test_lib_from_another_checkout_is_refused_in_one_line(tmp_path):
     assert "\n" not in message and str(other.parent) in message and str(lib.ROOT) in message
     assert lib.check_checkout("selective_copy.ipynb", cwd=NOTEBOOKS) == lib.ROOT  # its own checkout
     assert lib.check_checkout("selective_copy.ipynb", cwd=tmp_path) == lib.ROOT  # Colab: not inside any checkout
+
+
+GPU_PROFILES = sorted(CONFIGS.glob("*/gpu.yml"))
+
+
+@pytest.mark.parametrize("path", GPU_PROFILES, ids=[p.parent.name for p in GPU_PROFILES])
+def test_gpu_profiles_compile_only_where_the_gpu_can(path: Path):
+    """compile: true fails on a Kaggle P100 (sm_60); auto compiles from sm 7.0 on and is off elsewhere."""
+    import torch
+
+    from lib.config import read_config
+    from lib.device import resolve_compile
+
+    value = read_config(path)[0].get("compile", "auto")
+    cuda = torch.device("cuda")
+    assert value in ("auto", False), f"{path.relative_to(ROOT)}: compile {value!r}"
+    assert resolve_compile(value, cuda, cap=(6, 0)) is False  # P100: runs, uncompiled
+    assert resolve_compile(value, torch.device("cpu")) is False
+    if value == "auto":
+        assert resolve_compile(value, cuda, cap=(7, 5)) is True  # T4 and newer: compiled
+
+
+def test_compile_true_on_a_p100_is_a_one_line_error():
+    import torch
+
+    from lib.device import resolve_compile
+
+    with pytest.raises(ValueError, match="sm_60 .use compile: false."):
+        resolve_compile(True, torch.device("cuda"), cap=(6, 0))

@@ -62,7 +62,7 @@ class Settings(Config):
     snapshot_every: int = 0  # keep weight snapshots every N steps (for the loss-surface study)
     # how to run (not part of a run's identity)
     device: str = "auto"
-    compile: bool = False
+    compile: str | bool = "auto"  # auto | true | false (lib.device.resolve_compile)
     workers: int = 1  # CPU processes that train missing runs side by side
 
     def __post_init__(self):
