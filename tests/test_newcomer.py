@@ -138,3 +138,15 @@ def test_compile_true_on_a_p100_is_a_one_line_error():
 
     with pytest.raises(ValueError, match="sm_60 .use compile: false."):
         resolve_compile(True, torch.device("cuda"), cap=(6, 0))
+
+
+def test_every_cited_reference_card_is_in_the_repository():
+    """Notebooks, README and lib cite reference cards by their in-repo path (references/<card>.md)."""
+    cited = set()
+    sources = [*NOTEBOOKS.glob("*.ipynb"), ROOT / "README.md", *(ROOT / "lib").rglob("*.py")]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        assert "shared/reference" not in text, f"{path.relative_to(ROOT)} cites a card outside the checkout"
+        cited |= set(re.findall(r"references/(\w+\.md)", text))
+    assert cited and all((ROOT / "references" / card).is_file() for card in cited), sorted(cited)
+    assert cited == {p.name for p in (ROOT / "references").glob("*.md")}  # no card cited nowhere

@@ -2,7 +2,7 @@
 
 Ref: Gu & Dao 2023, "Mamba" (arXiv 2312.00752), section 3 and Algorithm 2; the module layout
 and parameter names follow johnma2006/mamba-minimal and alxndrTL/mamba.py (`mambapy`), whose
-block is our test oracle. Facts: shared/reference/ssd_language_model.md.
+block is our test oracle. Facts: references/ssd_language_model.md.
 
 Glossary: B batch, L length, D d_model, E d_inner = expand * D, N d_state, R dt_rank.
 

@@ -1,6 +1,6 @@
 """Mamba-2 SSD (state-space duality) mixer. Ref: Dao & Gu 2024 (arXiv 2405.21060), sections 6-7;
 the chunked algorithm follows Listing 1 (state-spaces/mamba `ssd_minimal.py`).
-Facts: shared/reference/ssd_language_model.md.
+Facts: references/ssd_language_model.md.
 
 Glossary: B batch, T time, H heads, P head dim (d_head), N state dim, G groups (B and C are
 shared by the H/G heads of a group), Q chunk length. A is a scalar per head (A_h I), so with

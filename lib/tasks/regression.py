@@ -1,6 +1,6 @@
 """In-context regression: a fresh random function per prompt, learned from the prompt alone.
 
-Ref: Garg et al. 2022; Yang et al. 2023 (arXiv 2311.12424); shared/reference/looped_transformers.md
+Ref: Garg et al. 2022; Yang et al. 2023 (arXiv 2311.12424); references/looped_transformers.md
 section 1. A prompt of k pairs is laid out as 2k tokens of width D (the model's input width):
 
     Z = [x_1, y~_1, x_2, y~_2, ..., x_k, y~_k],   y~_i = (y_i, 0, ..., 0)
@@ -223,7 +223,7 @@ def nearest_neighbours(xs: torch.Tensor, ys: torch.Tensor, n_neighbours: int = 3
     return vals.sum(-1) / valid.sum(-1).clamp(min=1)
 
 
-# The student report (shared/reference/looped_transformers.md, section 5a): d = 10, k = 31, width 256,
+# The student report (references/looped_transformers.md, section 5a): d = 10, k = 31, width 256,
 # 20k steps. Its units: train loss / d, and SE / d^2 at the last position (= our val_error / d).
 REFERENCE_SEED_REPORT = [
     {"model": "TF L=12", "final train loss/d": "≈0.19", "SE/d² past b": "—"},

@@ -1,7 +1,7 @@
 """Selective copying: fill in a masked answer listing the letters of an area in order.
 
 Ref: defgsus/nn-experiments, "Selective Copying" (2024-12-14); facts in
-shared/reference/selective_copy.md. One sample (n_items=4, area=14 for show;
+references/selective_copy.md. One sample (n_items=4, area=14 for show;
 the reference uses 10 letters A..J in an area of 40 blank cells):
 
     target  'A    D C  B   : ADCB'
@@ -154,7 +154,7 @@ class SelectiveCopy:
 
 
 # Reference results (1M samples, single runs; nitem 10, area 40, ch 64), tables T1-T4 of
-# shared/reference/selective_copy.md. `dilation` is an int (all layers) or a per-layer list.
+# references/selective_copy.md. `dilation` is an int (all layers) or a per-layer list.
 REFERENCE = [
     # layers, kernel_size, dilation, val_loss, params, train_min, samples_per_s
     (6, 9, 1, 0.203547, 237_952, 8.71, 1913),
