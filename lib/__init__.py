@@ -33,12 +33,23 @@ def check_checkout(notebook: str | None = None, cwd: Path | None = None) -> Path
 
 
 def setup(notebook: str, device: str = "auto"):
-    """A notebook's set-up line: check that `lib` is this checkout, pick the device, print both."""
+    """A notebook's set-up line: check that `lib` is this checkout, pick the device, print both.
+
+    On a CPU the kernel keeps one thread (SEQLAB_THREADS=n for more), as each of the runner's worker
+    processes does: two-thread OpenMP processes sharing two cores with other work ran up to 50x
+    slower here (spin-waiting), and a notebook cannot know what else runs beside it."""
+    import os
+
     import torch
 
     from lib import device as devices
 
     check_checkout(notebook)
     dev = devices.pick(device)
+    if dev.type == "cpu":
+        threads = os.environ.get("SEQLAB_THREADS", "1")
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"SEQLAB_THREADS must be a whole number >= 1, got {threads!r}")
+        torch.set_num_threads(int(threads))
     print(f"device: {devices.describe(dev)}, torch {torch.__version__}")
     return dev

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from lib import device as devices
-from lib import provenance
+from lib import progress, provenance
 from lib.procs import check_reachable, die_with_parent, run_lock
 from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
 
@@ -45,6 +45,11 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
         return False
     saved = load_checkpoint(path)
     return finished(saved, cfg) and not provenance.to_retrain(saved)
+
+
+def _worker_init(parent: int, progress_queue) -> None:
+    die_with_parent(parent)  # a worker whose parent died while it started exits too
+    progress.attach(progress_queue)  # bars and phase lines go to the parent, which prints each once
 
 
 def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
@@ -84,8 +89,10 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
         return []
     n = min(workers, len(todo))
     threads = max(1, (os.cpu_count() or 1) // n)
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # a worker whose parent died while it started exits too
+    progress.phase(f"training {len(todo)} runs in {n} worker processes of {threads} thread(s)")
+    ctx = multiprocessing.get_context("spawn")
+    with progress.relay(ctx) as relay, ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                                                           initargs=(os.getpid(), relay.queue)) as pool:
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
     return done
@@ -142,9 +149,12 @@ def train_sweep(
     train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
     device = devices.pick(runs[0][2].device)
     histories, models = [], {}
+    phases = progress.Runs(len(runs))
     for mcfg, run_task, cfg in runs:
         model = build(model_cls, mcfg, cfg.seed)
         path = checkpoint_for(study, mcfg, run_task, cfg)
+        phases.start(f"{mcfg.name} seed {cfg.seed}")
+        loaded = _finished(path, cfg)
         with run_lock(path):
             hist = train(
                 model, run_task, cfg,
@@ -153,8 +163,10 @@ def train_sweep(
                 extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
                        "seed": cfg.seed, "device": devices.describe(device)},
             )
+        phases.done(trained=not loaded)
         histories.append(hist)
         models[mcfg.name, cfg.seed] = model.eval()
+    phases.finish()
     return pd.concat(histories, ignore_index=True), models
 
 

@@ -577,7 +577,8 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | N
     model.train()
     if state.step == 0:
         evaluation_row(state, cfg, info, validation_metrics(model, net, task, cfg, amp), 0.0, 0)
-    step_at_start, pbar = state.step, bar(total_steps(cfg), desc=desc, initial=state.step)
+    step_at_start, pbar = state.step, bar(min(total_steps(cfg), math.ceil(cfg.max_tokens / cfg.batch_size / state.tokens_per_sample) if cfg.max_tokens else math.inf),
+                                          desc=desc, initial=state.step, stop=lambda: state.stop_reason, cap=cfg.converge_metric is not None or cfg.max_minutes is not None or cfg.max_flops is not None)
     loss_sum, n_loss, since, t0 = torch.zeros((), device=device), 0, state.step + 1, time.perf_counter()  # since: first step summed
     try:
         while state.stop_reason is None:

@@ -150,3 +150,122 @@ def test_every_cited_reference_card_is_in_the_repository():
         cited |= set(re.findall(r"references/(\w+\.md)", text))
     assert cited and all((ROOT / "references" / card).is_file() for card in cited), sorted(cited)
     assert cited == {p.name for p in (ROOT / "references").glob("*.md")}  # no card cited nowhere
+
+
+# ---- progress -------------------------------------------------------------------------------------
+
+def test_a_headless_bar_writes_a_bounded_number_of_lines(monkeypatch, capsys):
+    from lib import progress
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(progress, "_clock", lambda: float(next(clock)))  # one second per call
+    monkeypatch.setenv("SEQLAB_HEADLESS", "1")
+    reason = {"why": None}
+    bar = progress.bar(600, desc="gpt seed 0", cap=True, stop=lambda: reason["why"])
+    for _ in range(240):
+        bar.update(1)
+    reason["why"] = "converged"
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert "\r" not in "".join(lines) and all(line.startswith("gpt seed 0 (cap 600): ") for line in lines)
+    assert 2 <= len(lines) <= 2 + 2 * 240 // progress.HEADLESS_SECONDS  # the clock is read twice per update here
+    assert lines[-1].endswith("stopped: converged") and " 240/600 " in lines[-1]
+
+
+KERNEL_CELL = """
+import lib, torch
+from lib import progress
+dev = lib.setup("selective_copy.ipynb", "cpu")
+ticks = iter(range(10**7))
+progress._clock = lambda: float(next(ticks))  # 1 s per reading: 3,000 steps are an hour's worth
+bar = progress.bar(3000, desc="run")
+for _ in range(3000):
+    bar.update(1)
+bar.close()
+print(type(bar).__name__, torch.get_num_threads(), progress.live())
+"""
+
+
+def run_cell(kc, code: str, metadata: dict | None = None) -> list[dict]:
+    """Execute one cell as a frontend would (JupyterLab sends the cell's id in the metadata) and return
+    its output messages."""
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                                             "allow_stdin": False, "stop_on_error": True}, metadata=metadata or {})
+    kc.shell_channel.send(msg)
+    outputs = []
+    while True:
+        m = kc.get_iopub_msg(timeout=120)
+        if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+            continue
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            return outputs
+        if m["msg_type"] in ("stream", "error"):
+            outputs.append(m)
+
+
+def test_a_notebook_run_headless_gets_throttled_lines_and_one_thread(tmp_path):
+    """papermill / Kaggle "Save & Run All" / nbval (no cell id in the requests): an hour of steps gives
+    a bounded number of progress messages, and the kernel trains on one thread; the same cell from
+    JupyterLab (cell id present) gets the in-place bar."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SEQLAB_HEADLESS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SEQLAB_THREADS")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(NOTEBOOKS))
+    try:
+        outs = run_cell(kc, KERNEL_CELL)
+        assert not [o for o in outs if o["msg_type"] == "error"], outs
+        stdout = "".join(o["content"]["text"] for o in outs if o["content"].get("name") == "stdout")
+        progress_msgs = [o for o in outs if o["content"].get("name") == "stderr"]
+        assert stdout.split()[-3:] == ["LineBar", "1", "False"], stdout
+        assert len(progress_msgs) <= 2 + 2 * 3000 // 30  # at most one line per 30 s of (fake) time, plus first and last
+        assert "\r" not in "".join(o["content"]["text"] for o in progress_msgs)
+        live = run_cell(kc, "from lib import progress\nprint(progress.live(), progress.headless())", metadata={"cellId": "c1"})
+        assert "".join(o["content"]["text"] for o in live).split() == ["True", "False"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+WORKER_SWEEP = """
+import sys
+from lib.models.thinker import Thinker, ThinkerConfig
+from lib.sweep import train_sweep
+from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
+
+if __name__ == "__main__":  # spawned workers import this file again
+    cfg = AlgorithmicConfig(task="copy", V=6, length=5, val_size=32)
+    models = [ThinkerConfig(vocab=cfg.vocab, out_len=cfg.out_len, d=d, n_head=2, n_latent=2, n_step=2, max_len=20) for d in (8, 16)]
+    train_sweep(Thinker, models, Algorithmic(cfg), {"steps": 40, "batch_size": 8, "eval_every": 10, "device": "cpu",
+                "converge_metric": "val_token_acc", "converge_window": 1, "converge_tol": 10.0, "min_steps": 20},
+                seeds=[0], study=sys.argv[1], workers=2)
+"""
+
+
+def test_two_workers_print_each_line_once_under_their_run_names(tmp_path):
+    """workers: 2 -> the workers' lines reach the parent, which prints each once; plain lines, so two
+    bars never overwrite one terminal line; the convergence rule's stop is named; phases are printed."""
+    import uuid
+
+    from lib.paths import CHECKPOINTS
+
+    study = f"test-newcomer-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "sweep.py").write_text(WORKER_SWEEP)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SEQLAB_HEADLESS": "1"}
+    try:
+        r = subprocess.run([sys.executable, str(tmp_path / "sweep.py"), study], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(CHECKPOINTS / study, ignore_errors=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stderr.splitlines()
+    assert "\r" not in r.stderr
+    names = sorted({line.split(" (cap")[0] for line in lines if " (cap 40): " in line})
+    assert len(names) == 2, lines
+    for name in names:
+        finals = [line for line in lines if line.startswith(f"{name} (cap 40): ") and "stopped: converged" in line]
+        assert len(finals) == 1, lines  # trained in a worker, stopped by the rule at step 20, printed once
+        assert " 20/40 " in finals[0]
+    assert any(line.startswith("[seqlab] training 2 runs in 2 worker processes") for line in lines)
+    assert any(line.startswith("[seqlab] run 2 of 2: ") for line in lines)
+    assert any(line.startswith("[seqlab] 2 runs ready (0 trained now, 2 loaded); evaluating") for line in lines)
