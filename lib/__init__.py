@@ -53,3 +53,47 @@ def setup(notebook: str, device: str = "auto"):
         torch.set_num_threads(int(threads))
     print(f"device: {devices.describe(dev)}, torch {torch.__version__}")
     return dev
+
+
+def hosted(working: Path | None = None, inputs: Path | None = None, drive: Path = Path("/content/drive")) -> Path | None:
+    """Colab or Kaggle: keep what a session produces where the next session finds it, and return
+    that folder (None elsewhere: nothing is done). Safe to call twice; called by every notebook's
+    first cell after it installed this checkout.
+
+    Colab: Google Drive is mounted (once) and checkpoints go to MyDrive/seqlab/checkpoints; pass
+    `--out <that folder's parent>` to the runner to write reports there too. Kaggle: /kaggle/working
+    is saved as the notebook's output when you "Save Version"; make that output a dataset and
+    attach it next time (Add Input): its checkpoints are copied back here, so finished runs load
+    and cut runs resume. Either way SEQLAB_CHECKPOINTS is set before lib.paths reads it, and the
+    working directory becomes this checkout's notebooks/, as under the runner.
+    """
+    import os
+    import shutil
+    import sys
+
+    if "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules:
+        if not (drive / "MyDrive").is_dir():
+            from google.colab import drive as colab_drive
+
+            colab_drive.mount(str(drive))
+        out = (working or drive / "MyDrive") / "seqlab"
+    elif "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        out = (working or Path("/kaggle/working")) / "seqlab"
+        for saved in sorted((inputs or Path("/kaggle/input")).glob("*/seqlab/checkpoints")):  # an earlier output, attached
+            for src in saved.rglob("*.pt"):
+                dst = out / "checkpoints" / src.relative_to(saved)
+                if not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+    else:
+        return None
+    checkpoints = out / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    paths = sys.modules.get("lib.paths")
+    if paths is not None and Path(paths.CHECKPOINTS) != checkpoints:
+        raise RuntimeError(f"lib.paths was imported before lib.hosted() (checkpoints would go to {paths.CHECKPOINTS}): "
+                           "restart the session and run the first cell first")
+    os.environ["SEQLAB_CHECKPOINTS"] = str(checkpoints)
+    os.chdir(ROOT / "notebooks")
+    print(f"seqlab {ROOT}: checkpoints in {checkpoints}; reports: python -m lib.run <notebook> --config ... --out {out}")
+    return out

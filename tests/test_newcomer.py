@@ -269,3 +269,115 @@ def test_two_workers_print_each_line_once_under_their_run_names(tmp_path):
     assert any(line.startswith("[seqlab] training 2 runs in 2 worker processes") for line in lines)
     assert any(line.startswith("[seqlab] run 2 of 2: ") for line in lines)
     assert any(line.startswith("[seqlab] 2 runs ready (0 trained now, 2 loaded); evaluating") for line in lines)
+
+
+# ---- Colab and Kaggle -----------------------------------------------------------------------------
+
+def hosted_cells() -> dict[str, str]:
+    return {p.stem: "".join(next(c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")["source"]) for p in NBS}
+
+
+def test_every_notebook_opens_with_the_same_pinned_hosted_cell():
+    cells = hosted_cells()
+    repo, commit = nbclean.pinned(cells[NBS[0].stem])
+    assert all(source == nbclean.hosted_cell(repo, commit) for source in cells.values())
+
+
+def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None):
+    """Run the first cell as Colab/Kaggle would, with git/pip and lib.hosted recorded, not run."""
+    calls = []
+
+    def run(cmd, check=False, **kw):
+        calls.append(cmd[:4])
+        if fail and fail in cmd:
+            raise subprocess.CalledProcessError(128, cmd)
+        if cmd[:2] == ["git", "clone"]:
+            Path(cmd[-1]).mkdir(parents=True)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    for key in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**env, "HOME": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(lib, "hosted", lambda: calls.append(["lib.hosted"]))
+    exec(hosted_cells()["small_lms"], {"__name__": "__main__"})
+    return calls
+
+
+def test_the_hosted_cell_installs_once_per_session_and_can_run_twice(monkeypatch, tmp_path):
+    assert exec_hosted_cell(monkeypatch, tmp_path, {}) == []  # JupyterLab, papermill, nbval: nothing
+    calls = exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
+    calls += exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})  # run twice
+    repo, commit = nbclean.pinned(hosted_cells()["small_lms"])
+    assert calls.count(["git", "clone", "-q", repo]) == 1
+    assert calls.count(["git", "-C", str(tmp_path / "seqlab"), "fetch"]) == 2 and calls.count(["lib.hosted"]) == 2
+    assert sum(c[1:4] == ["-m", "pip", "install"] for c in calls) == 2
+
+
+def test_no_internet_in_the_hosted_cell_is_one_line_naming_the_toggle(monkeypatch, tmp_path):
+    with pytest.raises(SystemExit, match="Kaggle: Settings, Internet on"):
+        exec_hosted_cell(monkeypatch, tmp_path, {"COLAB_RELEASE_TAG": "x"}, fail="clone")
+
+
+def test_pin_rewrites_every_hosted_cell(tmp_path):
+    for p in NBS[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    paths = sorted(tmp_path.glob("*.ipynb"))
+    nbclean.pin(paths, "0123abcd", "https://example.org/seqlab.git")
+    for p in paths:
+        nb = json.loads(p.read_text())
+        source = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+        assert nbclean.pinned(source) == ("https://example.org/seqlab.git", "0123abcd")
+        assert nbclean.clean_text(p.read_text()) == p.read_text()
+
+
+def test_hosted_on_kaggle_restores_an_attached_output_and_is_idempotent(monkeypatch, tmp_path):
+    working, inputs = tmp_path / "working", tmp_path / "input"
+    saved = inputs / "my-seqlab-output" / "seqlab" / "checkpoints" / "small_lms"
+    saved.mkdir(parents=True)
+    (saved / "gpt-s0-abc.pt").write_bytes(b"weights")
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.delenv("SEQLAB_CHECKPOINTS", raising=False)
+    monkeypatch.delitem(sys.modules, "lib.paths", raising=False)  # a fresh session: not imported yet
+    monkeypatch.chdir(tmp_path)
+    out = lib.hosted(working, inputs)
+    assert out == working / "seqlab" and Path.cwd() == lib.ROOT / "notebooks"
+    restored = working / "seqlab" / "checkpoints" / "small_lms" / "gpt-s0-abc.pt"
+    assert restored.read_bytes() == b"weights" and os.environ["SEQLAB_CHECKPOINTS"] == str(working / "seqlab" / "checkpoints")
+    restored.write_bytes(b"trained further")  # this session's newer checkpoint is not overwritten on a rerun
+    assert lib.hosted(working, inputs) == out and restored.read_bytes() == b"trained further"
+
+
+def test_hosted_after_lib_paths_was_imported_elsewhere_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.chdir(tmp_path)
+    import lib.paths  # noqa: F401  (already imported, pointing at the checkout's checkpoints/)
+
+    with pytest.raises(RuntimeError, match="run the first cell first"):
+        lib.hosted(tmp_path / "working", tmp_path / "input")
+
+
+def test_hosted_does_nothing_off_colab_and_kaggle(monkeypatch, tmp_path):
+    for key in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert lib.hosted() is None and Path.cwd() == tmp_path
+
+
+def test_hosted_on_colab_mounts_drive_once(monkeypatch, tmp_path):
+    import types
+
+    mounts = []
+    fake = types.SimpleNamespace(mount=lambda where: (mounts.append(where), (Path(where) / "MyDrive").mkdir(parents=True)))
+    monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=fake))
+    monkeypatch.setitem(sys.modules, "google", types.SimpleNamespace(colab=sys.modules["google.colab"]))
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    monkeypatch.delenv("SEQLAB_CHECKPOINTS", raising=False)
+    monkeypatch.delitem(sys.modules, "lib.paths", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = lib.hosted(drive=tmp_path / "drive")
+    assert out == tmp_path / "drive" / "MyDrive" / "seqlab" and (out / "checkpoints").is_dir()
+    assert lib.hosted(drive=tmp_path / "drive") == out and mounts == [str(tmp_path / "drive")]

@@ -91,7 +91,7 @@ class LMTask:
         self._host_gen: torch.Generator | None = None  # see train_batch: only with an accelerator
         nats = None  # -log p of each generated story (the grammar knows it), for the entropy floor
         if docs is None:
-            phase(f"corpus: {cfg.n_docs:,} {cfg.corpus} documents")
+            phase(f"corpus: {cfg.n_docs:,} documents ({cfg.corpus})")
         if docs is None and cfg.corpus == "stories":
             pairs = stories_with_nats(cfg.n_docs, cfg.seed)
             docs, nats = [t for t, _ in pairs], dict(pairs)
