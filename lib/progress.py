@@ -156,7 +156,8 @@ def bar(total: int, desc: str = "", initial: int = 0, cap: bool = False, stop: C
 
 class Runs:
     """Phase lines of a sweep: "run k of n: <name>" with an ETA for the whole sweep at the pace of the
-    runs trained so far (loaded runs cost nothing), then the evaluation phase."""
+    runs trained so far (loaded runs cost nothing), then the evaluation phase. Used as `with
+    Runs(n):` around several sweeps (e.g. one per model entry), it counts them all as one."""
 
     def __init__(self, n: int, what: str = "run"):
         self.n, self.what, self.k, self.trained, self.seconds = n, what, 0, 0, 0.0
@@ -174,8 +175,30 @@ class Runs:
             self.trained += 1
             self.seconds += _clock() - self.t0
 
-    def finish(self) -> None:
-        phase(f"{self.n} {self.what}s ready ({self.trained} trained now, {self.n - self.trained} loaded); evaluating")
+    def finish(self, last: bool = False) -> None:
+        if self is _outer and not last:
+            return
+        loaded = self.k - self.trained
+        phase(f"{self.k} {self.what}{'s' if self.k != 1 else ''} ready ({self.trained} trained now, {loaded} loaded); evaluating")
+
+    def __enter__(self):
+        global _outer
+        _outer = self
+        return self
+
+    def __exit__(self, *exc):
+        global _outer
+        _outer = None
+        if exc[0] is None:
+            self.finish(last=True)
+
+
+_outer: Runs | None = None
+
+
+def runs(n: int) -> Runs:
+    """The sweep's phase lines: the enclosing `with Runs(...)` if any, else a new one over n runs."""
+    return _outer if _outer is not None else Runs(n)
 
 
 def attach(queue) -> None:

@@ -149,7 +149,7 @@ def train_sweep(
     train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
     device = devices.pick(runs[0][2].device)
     histories, models = [], {}
-    phases = progress.Runs(len(runs))
+    phases = progress.runs(len(runs))
     for mcfg, run_task, cfg in runs:
         model = build(model_cls, mcfg, cfg.seed)
         path = checkpoint_for(study, mcfg, run_task, cfg)

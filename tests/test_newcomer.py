@@ -271,6 +271,21 @@ def test_two_workers_print_each_line_once_under_their_run_names(tmp_path):
     assert any(line.startswith("[seqlab] 2 runs ready (0 trained now, 2 loaded); evaluating") for line in lines)
 
 
+def test_nested_sweeps_count_their_runs_as_one(monkeypatch, capsys):
+    from lib import progress
+
+    monkeypatch.setattr(progress, "_clock", iter(range(0, 10**6, 60)).__next__)  # a minute per reading
+    with progress.Runs(3):
+        for name in ("a", "b", "c"):  # e.g. one train_sweep per model entry, one run each
+            inner = progress.runs(1)
+            inner.start(name)
+            inner.done(trained=True)
+            inner.finish()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["[seqlab] run 1 of 3: a", "[seqlab] run 2 of 3: b; about 02:00 left at the pace so far",
+                     "[seqlab] run 3 of 3: c; about 01:00 left at the pace so far", "[seqlab] 3 runs ready (3 trained now, 0 loaded); evaluating"]
+
+
 # ---- Colab and Kaggle -----------------------------------------------------------------------------
 
 def hosted_cells() -> dict[str, str]:
@@ -381,3 +396,18 @@ def test_hosted_on_colab_mounts_drive_once(monkeypatch, tmp_path):
     out = lib.hosted(drive=tmp_path / "drive")
     assert out == tmp_path / "drive" / "MyDrive" / "seqlab" and (out / "checkpoints").is_dir()
     assert lib.hosted(drive=tmp_path / "drive") == out and mounts == [str(tmp_path / "drive")]
+
+
+def test_the_readmes_papermill_line_passes_lists_as_lists(tmp_path):
+    """papermill -p gives strings ("[0, 1]"); the README's -y gives the list the notebook expects."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith("papermill notebooks/")]
+    argv = shlex.split(line)
+    argv[2] = str(tmp_path / "out.ipynb")
+    r = subprocess.run([sys.executable, "-m", *argv, "--prepare-only"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    nb = json.loads((tmp_path / "out.ipynb").read_text())
+    (injected,) = ["".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "seeds = [0, 1]" in injected
