@@ -2,7 +2,8 @@
 
 Layout: lib.tasks (one file per task), lib.models (one file per model), lib.train (the
 one training loop), lib.viz (pictures), lib.config (typed configs, sweeps), lib.run (the
-notebook runner), lib.report (what a notebook hands to its report).
+notebook runner), lib.report (what a notebook hands to its report). Here: setup() (a notebook's
+set-up line: this checkout's lib, the device, one CPU thread) and hosted() (Colab/Kaggle storage).
 """
 from pathlib import Path
 
