@@ -99,6 +99,13 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
             check_reachable(params["ray_address"])
         except ConnectionError as e:
             raise ConfigError(f"{where}: {e}") from None
+    if "compile" in params:  # auto | true | false, checked here since a default of "auto" admits any string
+        from lib.device import check_compile_key
+
+        try:
+            check_compile_key(params["compile"])
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
     merged = {**parameters_of(nb_path), **params}
     if isinstance(merged.get("sweep"), (list, dict)):
         try:

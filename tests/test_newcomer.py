@@ -411,3 +411,16 @@ def test_the_readmes_papermill_line_passes_lists_as_lists(tmp_path):
     nb = json.loads((tmp_path / "out.ipynb").read_text())
     (injected,) = ["".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert "seeds = [0, 1]" in injected
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), (True, True), (False, True), ("sometimes", False), (1, False)])
+def test_a_compile_key_is_auto_true_or_false_before_any_kernel(value, ok, tmp_path):
+    from lib.config import ConfigError
+    from lib.notebooks import notebook_path, validate
+
+    params = {"compile": value}
+    if ok:
+        validate(params, notebook_path("selective_copy"), where="x.yml")
+    else:
+        with pytest.raises(ConfigError, match=r"^x.yml: compile"):
+            validate(params, notebook_path("selective_copy"), where="x.yml")
