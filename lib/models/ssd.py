@@ -46,23 +46,28 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
 _MASKS: dict = {}
 
 
-def causal_mask(T: int, device: torch.device) -> torch.Tensor:
-    """(T, T) bool, True where s <= t; built once per length and device."""
-    key = (T, device)
+def causal_mask(T: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(T, T): 0 where s <= t, -inf above the diagonal (added before exp); built once per length, device, dtype."""
+    key = (T, device, dtype)
     if key not in _MASKS:
-        _MASKS[key] = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        _MASKS[key] = torch.full((T, T), -torch.inf, dtype=dtype, device=device).triu(1)
     return _MASKS[key]
 
 
 def segsum_fast(a: torch.Tensor) -> torch.Tensor:
-    """The same as segsum, as differences of one cumsum kept in float64: each entry is the float64
-    difference rounded once to a's dtype, so at least as exact as segsum's float32 cumsum (which
-    rounds at every step), without the (T, T) cumsum, its flipped backward and a second mask.
-    Devices without float64 (MPS) keep the cumsum in a's dtype."""
+    """The same as segsum, as differences of one cumsum, kept exact: the cumsum is taken in float64
+    and split into a's dtype as hi + lo (hi = the rounded sum, lo = what rounding dropped), and
+    (hi_t - hi_s) + (lo_t - lo_s) is within about one rounding of the exact difference, at least
+    as exact as segsum's masked cumsum (which rounds at every step). No (T, T) cumsum, no flipped
+    backward, no boolean masks: the -inf above the diagonal is added from a cached (T, T) matrix.
+    Devices without float64 (MPS) take the cumsum in a's dtype (lo = 0)."""
     wide = torch.float64 if a.device.type in ("cpu", "cuda") else a.dtype
     cs = torch.cumsum(a.to(wide), dim=-1)
-    out = (cs[..., :, None] - cs[..., None, :]).to(a.dtype)
-    return out.masked_fill_(~causal_mask(a.shape[-1], a.device), -torch.inf)
+    hi = cs.to(a.dtype)
+    lo = (cs - hi.to(wide)).to(a.dtype)
+    out = hi[..., :, None] - hi[..., None, :]
+    out += lo[..., :, None] - lo[..., None, :]
+    return out.add_(causal_mask(a.shape[-1], a.device, a.dtype))
 
 
 class DecayMatrix(torch.autograd.Function):
@@ -75,7 +80,7 @@ class DecayMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a):
-        L = torch.exp(segsum_fast(a))
+        L = segsum_fast(a).exp_()
         ctx.save_for_backward(L)
         return L
 
@@ -90,6 +95,24 @@ class DecayMatrix(torch.autograd.Function):
 def decay_matrix(a: torch.Tensor) -> torch.Tensor:
     """exp(segsum(a)) (the matrix L of the quadratic form), fast; see DecayMatrix."""
     return DecayMatrix.apply(a)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous: torch.bmm on a CPU falls back
+    to one small matrix product per batch entry when an operand is strided (a permuted view)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.contiguous()
+
+
+def _bmm(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """p @ q on contiguous operands, with a contiguous gradient in backward."""
+    return _ContiguousGrad.apply(p.contiguous() @ q.contiguous())
 
 
 def ssd_ref(x, a, b, c, h0=None):
@@ -125,9 +148,9 @@ def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True):
     a = rearrange(a, "b (k q) h -> b h k q", q=chunk)
     # 1. inside each chunk: the diagonal blocks of the quadratic form, (C B^T ∘ L) X per head
     L = decay_matrix(a)  # (B, H, K, Q, S)
-    CB = cg @ bg.transpose(-1, -2)  # (B, K, G, Q, S), once per group
+    CB = _bmm(cg, bg.transpose(-1, -2))  # (B, K, G, Q, S), once per group
     M = CB[:, :, :, None] * rearrange(L, "b (g r) k q s -> b k g r q s", g=G)  # (B, K, G, H/G, Q, S)
-    y = rearrange(M.flatten(2, 3) @ xh, "b k h q p -> b k q h p")
+    y = rearrange(_bmm(M.flatten(2, 3), xh), "b k h q p -> b k q h p")
     if K > 1 or h0 is not None or final_state:
         a_cum = torch.cumsum(a, dim=-1)  # (B, H, K, Q)
         bh, ch = (repeat(t, "b k g q n -> b k (g r) q n", r=H // G) for t in (bg, cg))
