@@ -80,7 +80,11 @@ class DecayMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a):
-        L = segsum_fast(a).exp_()
+        # entries below exp(-60) (1e-26 of the diagonal's 1: far below float32 rounding) are set to 0:
+        # exp of the sums near -100 that long sequences reach would be subnormal floats, and every
+        # CPU operation that touches subnormals (here, and in the products and gradients downstream)
+        # runs many times slower
+        L = F.threshold_(segsum_fast(a), -60.0, -torch.inf).exp_()
         ctx.save_for_backward(L)
         return L
 
