@@ -67,7 +67,6 @@ def mamba_scans(args, device) -> list[str]:
     import lib.models.mamba as M
     from lib.models import looped as L
 
-    torch.set_num_threads(1)
     task = InContextRegression.of("linear", args.dims, args.points, 64)
     base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points, b=5, T=10, d_state=16)
     original = L.BODIES["mamba"]
@@ -145,6 +144,7 @@ def main() -> None:
     device = pick()
     if args.mamba:
         device = torch.device("cpu")
+        torch.set_num_threads(1)
         load = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent).stdout.strip()
