@@ -74,7 +74,7 @@ DECAY_SHAPES = ("cosine", "linear")
 # Settings that change how fast a run goes but not what it learns: recorded in the checkpoint and
 # the history, never hashed into the run's identity, so moving a run to a GPU or turning compile on
 # reuses it. bf16 autocast does change results slightly; a report states the precision its runs used.
-RECORDED_ONLY = ("device", "amp", "compile", "finite_every")
+RECORDED_ONLY = ("device", "amp", "compile", "finite_every", "batch_seeds")
 # Settings hashed only when set away from their default, so a config that leaves them alone keeps
 # the run id (and checkpoint) it had before they existed.
 HASHED_IF_SET = ("decay_fraction", "decay_shape", "plateau_departure", "max_tokens", "max_flops")
@@ -110,6 +110,7 @@ class TrainConfig(Config):
     plateau_departure: float = 0.0  # the plateau rule waits for this relative gain on the step-0 value (0: no wait)
     max_tokens: float | None = None  # budget of training tokens (samples x the task's sequence length): a float, so YAML's 2e7 loads
     max_flops: float | None = None  # budget of training FLOPs (forward + backward, counted)
+    batch_seeds: str | bool = "auto"  # auto | true | false: a sweep trains seeds (and lrs) of one config as one batched model (lib.batched)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -136,6 +137,8 @@ class TrainConfig(Config):
                 raise ValueError(f"{key} must be > 0 or None, got {getattr(self, key)}")
         if self.finite_every < 0:
             raise ValueError(f"finite_every must be >= 0, got {self.finite_every}")
+        if str(self.batch_seeds).lower() not in ("auto", "true", "false"):
+            raise ValueError(f"batch_seeds must be one of ['auto', 'true', 'false'] (or true/false), got {self.batch_seeds!r}")
         devices.check_precision_key(self.amp)
         devices.check_compile_key(self.compile)
         devices.pick(self.device)  # raises on an unknown or unavailable device
