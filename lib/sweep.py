@@ -6,8 +6,10 @@ study's models trains them when absent and loads them when present).
 
 Small models use two CPU cores poorly from one process, so on CPU `workers=N` first trains the
 missing runs in N spawned processes of cores/N threads each; the sequential pass then loads
-their finished checkpoints. Each run gets its own copy of the task, so a curriculum's progress
-(e.g. the adaptive target length) never carries over from one run to the next.
+their finished checkpoints. With `batch_seeds` on (TrainConfig; auto: on CUDA), the runs that
+differ only by seed and lr train instead as one batched model per group (lib.batched), into the
+same checkpoints. Each run gets its own copy of the task, so a curriculum's progress (e.g. the
+adaptive target length) never carries over from one run to the next.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from lib import batched
 from lib import device as devices
 from lib import progress, provenance
 from lib.procs import check_reachable, die_with_parent, run_lock
@@ -77,6 +80,8 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if runs and batched.enabled(runs[0][2]):
+        return _train_batched(model_cls, runs, study)
     if not runs or (backend == "processes" and (workers <= 1 or devices.pick(runs[0][2].device).type != "cpu")):
         return []
     todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2])]
@@ -95,6 +100,29 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
                                                            initargs=(os.getpid(), relay.queue)) as pool:
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
+    return done
+
+
+def _train_batched(model_cls, runs: list, study: str) -> list[str]:
+    """Train the unfinished runs that differ only by seed and lr as one batched model per group
+    (lib.batched); a run alone in its group, or whose task cannot be batched, is left to the caller."""
+    groups: dict[str, dict[Path, tuple]] = {}
+    for r in runs:
+        path = checkpoint_for(study, *r)
+        if batched.can_batch(r[1]) and not _finished(path, r[2]):
+            groups.setdefault(batched.group_key(*r), {})[path] = r
+    done, n_groups = [], 0
+    for group in (g for g in groups.values() if len(g) > 1):
+        descs = [f"{mcfg.name} seed {cfg.seed}" for mcfg, _, cfg in group.values()]
+        with contextlib.ExitStack() as locks:
+            for path in sorted(group):
+                locks.enter_context(run_lock(path))
+            batched.train_batched([build(model_cls, mcfg, cfg.seed) for mcfg, _, cfg in group.values()],
+                                  [copy.deepcopy(task) for _, task, _ in group.values()], [cfg for _, _, cfg in group.values()],
+                                  checkpoints=list(group), descs=descs)
+        done, n_groups = done + descs, n_groups + 1
+    if done:
+        print(f"trained {len(done)} runs as {n_groups} batched group(s): {', '.join(done)}")
     return done
 
 
