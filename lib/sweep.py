@@ -13,6 +13,7 @@ adaptive target length) never carries over from one run to the next.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing
 import os
