@@ -18,6 +18,7 @@ from lib.config import Config, ConfigError, check_parameters, check_values, expa
 from lib.paths import CONFIGS, NOTEBOOKS
 from lib.procs import check_reachable
 from lib.studies import looped, selective_copy
+from lib.sweep import check_seeds
 
 
 def notebook_path(name: str) -> Path:
@@ -76,6 +77,12 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
     for key in ("seeds", "sweep", "models", "plain_seeds", "copy_seeds", "add_seeds", "length_seeds", "kinds", "curricula"):
         if key in params and isinstance(params[key], list) and not params[key]:
             raise ConfigError(f"{where}: {key} is empty; give at least one")
+    for key, value in params.items():
+        if key.endswith("seeds"):
+            try:
+                check_seeds(value, key)
+            except ValueError as e:
+                raise ConfigError(f"{where}: {e}") from None
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +30,7 @@ from lib import batched
 from lib import device as devices
 from lib import progress, provenance
 from lib.procs import check_reachable, die_with_parent, run_lock
-from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
+from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, run_id, train
 
 
 def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
@@ -42,12 +43,29 @@ def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
     return checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec)
 
 
-def _finished(path: Path, cfg: TrainConfig) -> bool:
+def run_identity(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> dict:
+    """The run a checkpoint must hold to be loaded as this one (lib.provenance.identity_mismatch):
+    study, run name, seed and hash, stored in the checkpoint; the model config and the training
+    settings for checkpoints written before identities were stored."""
+    return {"study": study, "run": mcfg.name, "seed": cfg.seed, "hash": run_id(mcfg, cfg, *task.spec),
+            "model": dataclasses.asdict(mcfg), "train": cfg.identity()}
+
+
+def check_seeds(seeds: Any, key: str = "seeds") -> None:
+    """Each seed once: a repeated seed would count one run twice in every mean and interval."""
+    if not isinstance(seeds, (list, tuple)):
+        return
+    dup = [s for i, s in enumerate(seeds) if s in seeds[:i] and s not in seeds[seeds.index(s) + 1:i]]
+    if dup:
+        raise ValueError(f"{key} = {list(seeds)} repeats {dup}; give each seed once")
+
+
+def _finished(path: Path, cfg: TrainConfig, identity: dict | None = None) -> bool:
     """A finished run to load, not to train: finished, and (under --retrain-stale) not trained at a
     revision whose code it depends on has changed since (those the workers retrain too)."""
     if not path.exists():
         return False
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, identity=identity)
     return finished(saved, cfg) and not provenance.to_retrain(saved)
 
 
@@ -61,7 +79,7 @@ def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, thread
     desc = f"{mcfg.name} seed {cfg.seed}"
     path = checkpoint_for(study, mcfg, task, cfg)
     with run_lock(path):
-        train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=path, desc=desc)
+        train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=path, desc=desc, identity=run_identity(study, mcfg, task, cfg))
     return desc
 
 
@@ -85,7 +103,7 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
         return _train_batched(model_cls, runs, study)
     if not runs or (backend == "processes" and (workers <= 1 or devices.pick(runs[0][2].device).type != "cpu")):
         return []
-    todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2])]
+    todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2], run_identity(study, *r))]
     if cost is not None:
         todo.sort(key=lambda r: -cost(r[0]))
     if backend == "ray":
@@ -173,6 +191,7 @@ def train_sweep(
         raise ValueError("give exactly one of task (one task for every run) and task_for (model config -> task)")
     if not configs or not seeds:
         raise ValueError(f"a sweep needs at least one model config and one seed; got {len(configs)} configs and seeds {seeds}")
+    check_seeds(seeds)
     runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), TrainConfig.load({**(train_cfg or {}), "seed": seed}))
             for mcfg in configs for seed in seeds]
     train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
@@ -183,12 +202,15 @@ def train_sweep(
         model = build(model_cls, mcfg, cfg.seed)
         path = checkpoint_for(study, mcfg, run_task, cfg)
         phases.start(f"{mcfg.name} seed {cfg.seed}")
-        loaded = _finished(path, cfg)
-        with run_lock(path):
+        identity = run_identity(study, mcfg, run_task, cfg)
+        loaded = _finished(path, cfg, identity)
+        # a finished run is only read: no lock file, so a read-only checkpoint store still loads it
+        with contextlib.nullcontext() if loaded else run_lock(path):
             hist = train(
                 model, run_task, cfg,
                 desc=f"{mcfg.name} seed {cfg.seed}",
                 checkpoint=path,
+                identity=identity,
                 extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
                        "seed": cfg.seed, "device": devices.describe(device)},
             )

@@ -267,11 +267,12 @@ def cost(c: LoopedConfig) -> float:
 def family_training(profile: str) -> dict:
     """What training the whole family costs at `profile`, from its checkpoints: runs, runs present
     and finished, and the sum of their training minutes (evaluation excluded)."""
-    from lib.sweep import checkpoint_for
+    from lib.sweep import checkpoint_for, run_identity
     from lib.train import finished, load_checkpoint
 
     runs = family_runs(profile)
-    saved = [(load_checkpoint(p), cfg) for c, t, cfg in runs if (p := checkpoint_for(STUDY, c, t, cfg)).exists()]
+    saved = [(load_checkpoint(p, identity=run_identity(STUDY, c, t, cfg)), cfg) for c, t, cfg in runs
+             if (p := checkpoint_for(STUDY, c, t, cfg)).exists()]
     done = [s for s, cfg in saved if finished(s, cfg)]
     return {"runs": len(runs), "finished": len(done), "minutes": sum(s["train_seconds"] for s in done) / 60}
 
@@ -323,9 +324,10 @@ def surface_loss(model, batch):
 
 def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
     """The weight snapshots a run kept during training (TrainConfig.snapshot_every), oldest first."""
-    from lib.sweep import checkpoint_for
+    from lib.sweep import checkpoint_for, run_identity
     from lib.train import TrainConfig, load_snapshots
 
     train = study.train_for(c) if study.train_for else study.train
-    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
-    return load_snapshots(path) if path.exists() else []
+    run = (c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
+    path = checkpoint_for(STUDY, *run)
+    return load_snapshots(path, identity=run_identity(STUDY, *run)) if path.exists() else []
