@@ -7,7 +7,7 @@
 
 --study/--run find a run's checkpoint in the checkpoint folder (SEQLAB_CHECKPOINTS, else
 checkpoints/ in the checkout): --run is a run name or its leading part ('gpt' for 'gpt-d64-L2-h4'),
---seed the run's seed (default: its lowest), and of several trainings of that run (other profiles)
+--seed the run's seed (default: its lowest); of several matching runs or trainings (other profiles)
 the most recently written is used. --seed also seeds the sampling. The checkpoint (written by
 lib.train) holds the model's config and the task's tokenizer; the model class comes from MODELS,
 this module's registry, never from the file. With the cache (default) each new token costs one
@@ -180,8 +180,8 @@ def _check_run(path: Path, saved: dict, cfg: LMConfig, run: dict) -> None:
 
 def find_checkpoint(study: str, run: str, seed: int | None = None, root: Path | None = None) -> tuple[Path, dict]:
     """The checkpoint of `run` (a run name, or its leading part) and `seed` (None: the lowest) in
-    <root>/<study>/ (root: the checkpoint folder, lib.paths.CHECKPOINTS); of several trainings of the
-    run, the most recently written. Returns (path, {'study', 'run', 'seed'})."""
+    <root>/<study>/ (root: the checkpoint folder, lib.paths.CHECKPOINTS); of several runs that match,
+    or several trainings of one run, the most recently written. Returns (path, {'study', 'run', 'seed'})."""
     root = paths.CHECKPOINTS if root is None else Path(root)
     folder = root / study
     if "/" in study or study in ("", ".", "..") or not folder.is_dir():
@@ -191,15 +191,19 @@ def find_checkpoint(study: str, run: str, seed: int | None = None, root: Path | 
     matching = [f for f in found if f[0] == run or f[0].startswith(run + "-")]
     if not matching:
         raise ValueError(f"--run {run!r}: no checkpoint of that run in {folder}; runs there: {sorted({r for r, _, _ in found})}")
-    if len(names := sorted({r for r, _, _ in matching})) > 1:
-        raise ValueError(f"--run {run!r} matches several runs in {folder}: {names}; give one of them")
+    if len(names := sorted({r for r, _, _ in matching})) > 1:  # e.g. the cpu profile's run and a smaller test run
+        name = max(matching, key=lambda f: f[2].stat().st_mtime)[0]
+        print(f"--run {run!r} matches {names} in {folder}; using the most recently trained, {name} "
+              "(give a full name to pick another)", file=sys.stderr)
+        matching = [f for f in matching if f[0] == name]
+    name = matching[0][0]
     seeds = sorted({s for _, s, _ in matching})
     if seed is None:
         seed = seeds[0]
     if seed not in seeds:
-        raise ValueError(f"--seed {seed}: no checkpoint of {names[0]} with that seed in {folder}; seeds: {seeds}")
+        raise ValueError(f"--seed {seed}: no checkpoint of {name} with that seed in {folder}; seeds: {seeds}")
     path = max((p for _, s, p in matching if s == seed), key=lambda p: p.stat().st_mtime)
-    return path, {"study": study, "run": names[0], "seed": seed}
+    return path, {"study": study, "run": name, "seed": seed}
 
 
 def _int_in(name: str, lo: int, hi: int):

@@ -218,6 +218,18 @@ def test_stream_yields_each_token_before_the_next_is_computed(lm):
     assert len(calls) == 1  # one token out after one step, not after all 50
 
 
+def test_of_several_matching_runs_the_newest_is_used_and_named(lm, tmp_path, capsys):
+    _, cfg, paths, _ = lm
+    (tmp_path / STUDY).mkdir()
+    older = tmp_path / STUDY / "gpt-d99-L9-h2-s0-0123456789.pt"
+    older.write_bytes(paths[0].read_bytes())
+    os.utime(older, (1, 1))
+    newest = tmp_path / STUDY / paths[0].name
+    newest.write_bytes(paths[0].read_bytes())
+    assert generate.find_checkpoint(STUDY, "gpt", root=tmp_path)[0] == newest
+    assert f"matches ['gpt-d99-L9-h2', '{cfg.name}']" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("stored", [True, False], ids=["identity stored", "older file: its config"])
 def test_generate_refuses_a_swapped_checkpoint_for_a_run(stored, lm, tmp_path, capsys, monkeypatch):
     root, cfg, paths, _ = lm
