@@ -55,7 +55,10 @@ def check_seeds(seeds: Any, key: str = "seeds") -> None:
     """Each seed once: a repeated seed would count one run twice in every mean and interval."""
     if not isinstance(seeds, (list, tuple)):
         return
-    dup = [s for i, s in enumerate(seeds) if s in seeds[:i] and s not in seeds[seeds.index(s) + 1:i]]
+    dup: list = []
+    for i, s in enumerate(seeds):
+        if s in seeds[:i] and s not in dup:
+            dup.append(s)
     if dup:
         raise ValueError(f"{key} = {list(seeds)} repeats {dup}; give each seed once")
 

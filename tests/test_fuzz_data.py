@@ -8,6 +8,7 @@ the training side."""
 import dataclasses
 import errno
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -177,21 +178,26 @@ def test_generate_never_loads_a_file_or_class_named_by_the_checkpoint(lm, monkey
     assert loaded == [str(path)]
 
 
-@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
-def test_generate_refuses_a_pipe_or_device_without_opening_it(kind, tmp_path, capsys):
+def test_generate_refuses_a_pipe_without_opening_it(tmp_path, capsys):
     path = tmp_path / "ckpt.pt"
-    if kind == "fifo":
-        os.mkfifo(path)
-    else:
-        path = kind
-    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"generate hung on {kind}")))
+    os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("generate hung on a FIFO")))
     signal.alarm(20)
     try:
         assert cli(["--checkpoint", path]) == 2
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    assert "not a regular file" in one_line_error(capsys)
+    assert str(path) in (err := one_line_error(capsys)) and "not a regular file" in err
+
+
+def test_generate_refuses_a_device_without_reading_it():
+    """In a process of its own with its memory capped: reading /dev/zero as a checkpoint fills the memory."""
+    cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+    done = subprocess.run([sys.executable, "-m", "lib.generate", "--checkpoint", "/dev/zero"], preexec_fn=cap, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(lib.paths.ROOT)}, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: /dev/zero is not a regular file") and done.stderr.count("\n") == 1, done.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +233,7 @@ def test_of_several_matching_runs_the_newest_is_used_and_named(lm, tmp_path, cap
     newest = tmp_path / STUDY / paths[0].name
     newest.write_bytes(paths[0].read_bytes())
     assert generate.find_checkpoint(STUDY, "gpt", root=tmp_path)[0] == newest
-    assert f"matches ['gpt-d99-L9-h2', '{cfg.name}']" in capsys.readouterr().err
+    assert f"matches ['{cfg.name}', 'gpt-d99-L9-h2']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stored", [True, False], ids=["identity stored", "older file: its config"])
@@ -306,6 +312,17 @@ def test_swapped_checkpoints_are_refused_naming_both_runs(stored, copy_runs):
     assert "\n" not in msg and paths[0].name in msg and "renamed or swapped" in msg
     assert ("seed 1" in msg and "seed 0" in msg) if stored else "train.seed = 1 (asked 0)" in msg
     assert listing(paths[0].parent) == before
+
+
+def test_a_checkpoint_written_before_identities_still_loads(copy_runs):
+    task, paths = copy_runs
+    for p in paths:
+        saved = torch.load(p, weights_only=True)
+        del saved["identity"]
+        torch.save(saved, p)
+    before = listing(paths[0].parent)
+    hist, _ = sweep(task)
+    assert set(hist["seed"]) == {0, 1} and listing(paths[0].parent) == before  # loaded, not retrained
 
 
 def test_a_checkpoint_of_another_run_renamed_to_this_one_is_refused(copy_runs, tmp_path):
@@ -413,4 +430,4 @@ def test_a_read_only_store_loads_finished_runs(copy_runs, monkeypatch):
 
 
 def test_there_are_at_least_thirty_cases():
-    assert len(BAD_OPTIONS) + len(BAD_SELECTIONS) + len(BAD_FILES) + 2 >= 30
+    assert len(BAD_OPTIONS) + len(BAD_SELECTIONS) + len(BAD_FILES) + 2 >= 30  # + the pipe and the device
