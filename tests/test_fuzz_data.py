@@ -243,7 +243,7 @@ def test_generate_refuses_a_swapped_checkpoint_for_a_run(stored, lm, tmp_path, c
     (fake_root / STUDY).mkdir(parents=True)
     saved = torch.load(paths[1], weights_only=True)
     if not stored:
-        del saved["identity"]
+        saved.pop("identity", None)
     torch.save(saved, fake_root / STUDY / paths[0].name)  # seed 1's run under seed 0's name
     monkeypatch.setattr(lib.paths, "CHECKPOINTS", fake_root)
     assert cli(["--study", STUDY, "--run", "gpt", "--seed", "0"]) == 2
@@ -303,7 +303,7 @@ def test_swapped_checkpoints_are_refused_naming_both_runs(stored, copy_runs):
     blobs = [torch.load(p, weights_only=True) for p in paths]
     for saved, p in zip(reversed(blobs), paths):  # same shape, each under the other's name
         if not stored:
-            del saved["identity"]
+            saved.pop("identity", None)
         torch.save(saved, p)
     before = listing(paths[0].parent)
     with pytest.raises(CheckpointError) as e:
@@ -318,7 +318,7 @@ def test_a_checkpoint_written_before_identities_still_loads(copy_runs):
     task, paths = copy_runs
     for p in paths:
         saved = torch.load(p, weights_only=True)
-        del saved["identity"]
+        saved.pop("identity", None)
         torch.save(saved, p)
     before = listing(paths[0].parent)
     hist, _ = sweep(task)
