@@ -64,7 +64,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lib import device as devices
-from lib import provenance
+from lib import procs, provenance
 from lib.config import Config
 from lib.paths import CHECKPOINTS, git_revision
 from lib.progress import bar
@@ -364,16 +364,6 @@ def checkpoint_path(study: str, name: str, *configs: Any) -> Path:
     return CHECKPOINTS / study / f"{name}-{run_id(*configs)}.pt"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return pid > 0
-    return True
-
-
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint.
 
@@ -385,7 +375,7 @@ def save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
         pid = stale.name[len(path.name) + 1:-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not (int(pid) < 2**31 and procs.alive(int(pid))):
             stale.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
