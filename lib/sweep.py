@@ -131,7 +131,7 @@ def _train_batched(model_cls, runs: list, study: str) -> list[str]:
     groups: dict[str, dict[Path, tuple]] = {}
     for r in runs:
         path = checkpoint_for(study, *r)
-        if batched.can_batch(r[1]) and not _finished(path, r[2]):
+        if batched.can_batch(r[1]) and not _finished(path, r[2], run_identity(study, *r)):
             groups.setdefault(batched.group_key(*r), {})[path] = r
     done, n_groups = [], 0
     for group in (g for g in groups.values() if len(g) > 1):
