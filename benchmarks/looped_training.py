@@ -6,12 +6,20 @@ Equal compute: a looped L=1 model run b times costs about b block evaluations pe
 standard transformer of L = b layers; the table shows samples/s for both, eager and torch.compile,
 fp32 and (on a GPU) bf16 autocast, with the ratio to the eager fp32 standard TF of the same depth
 measured in the same run.
+
+    python benchmarks/looped_training.py --mamba --dims 4 --points 12 [--compile] [--out benchmarks/results/looped_mamba_cpu.md]
+
+Looped Mamba against the looped transformer at the mamba_vs_looped_tf cpu shape, on a CPU (see mamba_scans).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -51,35 +59,73 @@ def samples_per_s(cfg: LoopedConfig, task, device, steps: int, batch: int, compi
     return steps * batch / (time.perf_counter() - t0)
 
 
-def mamba_scans(args, device) -> None:
-    """Looped Mamba (L = 1, b = 5, T = 10) at the cpu profile's shape: each selective-scan form, eager
-    and with the loop body compiled, against the chunked two-level scan the earlier reports used;
-    then where the time goes (top operators of one training step) for the chunked and fused forms."""
+def mamba_scans(args, device) -> list[str]:
+    """Looped Mamba against the looped transformer at the mamba_vs_looped_tf cpu shape (L = 1, b = 5,
+    T = 10, width 64, 4 heads, d_state 16; configs/mamba_vs_looped_tf/cpu.yml on configs/looped/cpu.yml):
+    each selective-scan form, eager, timed in lockstep with the transformer on 1 thread (every round one
+    training step of each contender, in turn; medians of the process's CPU time per step), so the ratios
+    come from one run under one load. `--compile` adds the forms run through torch.compile, with their
+    compile time (the burn-in steps) counted separately. Then where the time goes (top operators of one
+    forward + backward) for the fused scan."""
     task = InContextRegression.of("linear", args.dims, args.points, 64)
-    base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points, b=5, T=10, body="mamba", d_state=16)
+    base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points, b=5, T=10, d_state=16)
     original = bodies.BODIES["mamba"]
-    with_scan = lambda form: dataclasses.replace(original, config=lambda c, **x: M.MambaConfig(
-        d_model=c.d_model, n_layer=c.n_layer, d_state=c.d_state, scan=form))
-    print(f"\nLooped Mamba, width {args.width}, d {args.dims}, k {args.points}, batch {args.batch}, b = 5, T = 10, d_state 16")
-    print("| scan | mode | samples/s | ratio to chunked eager |\n|---|---|---|---|")
-    ref = None
-    forms = [("chunked", False), ("sequential", False), ("fused", False), ("fused", True), ("compiled", False)]
-    for form, comp in forms:
-        bodies.BODIES["mamba"] = with_scan(form)
-        sps = samples_per_s(LoopedConfig(**base), task, device, args.steps, args.batch, comp, False)
-        ref = ref or sps
-        print(f"| {form} | {'body compiled' if comp else 'eager'} | {sps:,.0f} | {sps / ref:.2f} |", flush=True)
-    for form in ("chunked", "fused"):
-        bodies.BODIES["mamba"] = with_scan(form)
-        model = Looped(LoopedConfig(**base)).to(device)
+
+    def body(form):
+        return dataclasses.replace(original, config=lambda c, **x: M.MambaConfig(
+            d_model=c.d_model, n_layer=c.n_layer, d_state=c.d_state, scan=form))
+
+    rows = [("looped TF", "gpt", None, False), ("mamba", "mamba", "fused", False), ("mamba", "mamba", "chunked", False)]
+    if args.compile:
+        rows += [("mamba", "mamba", "fused", True), ("mamba", "mamba", "compiled", False)]
+    steps, compile_s = [], []
+    for _, kind, form, comp in rows:
+        if form:
+            bodies.BODIES["mamba"] = body(form)
+        torch.manual_seed(0)
+        model = Looped(LoopedConfig(**base, body=kind)).to(device)
+        net = model.compile_parts() if comp else model
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         gen = torch.Generator().manual_seed(0)
-        batch = task.train_batch(args.batch, gen)
-        task.loss(model, batch).backward()
-        with torch.profiler.profile() as prof:
-            task.loss(model, batch).backward()
-        top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6).splitlines()
-        print(f"\nwhere the time goes, {form} scan (one forward + backward):\n```\n" + "\n".join(top) + "\n```")
+
+        def step(net=net, model=model, opt=opt, gen=gen):
+            loss = task.loss(net, task.train_batch(args.batch, gen))
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t0 = time.perf_counter()
+        for _ in range(3):  # burn-in (and compilation)
+            step()
+        compile_s.append(time.perf_counter() - t0)
+        steps.append(step)
     bodies.BODIES["mamba"] = original
+    cpu = [[] for _ in rows]
+    for _ in range(args.steps):
+        for i, f in enumerate(steps):
+            c0 = time.process_time()
+            f()
+            cpu[i].append(time.process_time() - c0)
+    ms = [1000 * statistics.median(c) for c in cpu]
+    out = [f"\nLooped models, width {args.width}, 4 heads, d {args.dims}, k {args.points}, batch {args.batch}, L = 1, b = 5, "
+           f"T = 10, d_state 16; 1 thread; median of {args.steps} lockstep rounds (CPU time per training step)",
+           "| model | scan | mode | ms/step | samples/s | x slower than looped TF | x faster than chunked eager | burn-in s (3 steps) |",
+           "|---|---|---|---|---|---|---|---|"]
+    chunked = ms[2]
+    for (name, _, form, comp), t, c in zip(rows, ms, compile_s):
+        mode = "body compiled" if comp else ("compiled scan" if form == "compiled" else "eager")
+        out.append(f"| {name} | {form or '—'} | {mode} | {t:.1f} | {1000 * args.batch / t:,.0f} | {t / ms[0]:.2f} | "
+                   f"{chunked / t:.2f} | {c:.1f} |")
+    bodies.BODIES["mamba"] = body("fused")
+    model = Looped(LoopedConfig(**base, body="mamba")).to(device)
+    bodies.BODIES["mamba"] = original
+    batch = task.train_batch(args.batch, torch.Generator().manual_seed(0))
+    task.loss(model, batch).backward()
+    with torch.profiler.profile() as prof:
+        task.loss(model, batch).backward()
+    top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8).splitlines()
+    out.append("\nwhere the time goes, looped Mamba with the fused scan (one forward + backward):\n```\n" + "\n".join(top) + "\n```")
+    return out
 
 
 def main() -> None:
@@ -91,12 +137,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--b", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--mamba", action="store_true", help="only the looped-Mamba scan comparison (cpu profile shape: --dims 4 --points 12)")
+    ap.add_argument("--mamba", action="store_true",
+                    help="only looped Mamba vs the looped TF (mamba_vs_looped_tf cpu shape: --dims 4 --points 12), on a CPU")
+    ap.add_argument("--compile", action="store_true", help="--mamba: also the torch.compile forms (minutes to compile)")
+    ap.add_argument("--out", type=Path, help="--mamba: also write the output to this markdown file")
     args = ap.parse_args()
     device = pick()
     if args.mamba:
-        print(f"device: {describe(device)}, torch {torch.__version__}")
-        return mamba_scans(args, device)
+        device = torch.device("cpu")
+        torch.set_num_threads(1)
+        load = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+        lines = [f"# Looped Mamba vs looped transformer, training steps on a CPU (`python benchmarks/looped_training.py "
+                 f"{' '.join(sys.argv[1:])}`)\n",
+                 f"device: {describe(device)}, torch {torch.__version__}, fp32; git {rev}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+                 f"load before: `{load()}` (other processes share this machine: the lockstep rounds and CPU-time medians keep "
+                 "the ratios comparable, the absolute times less so)"]
+        print("\n".join(lines), flush=True)
+        lines += mamba_scans(args, device)
+        lines.append(f"\nload after: `{load()}`")
+        print("\n".join(lines[3:]))
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return
     task = InContextRegression.of("linear", args.dims, args.points, 64)
     base = dict(d_in=args.dims, n_embd=args.width, n_head=4, n_positions=2 * args.points)
     modes = [("eager", False, False)] + ([] if args.no_compile else [("compile", True, False)])

@@ -259,13 +259,14 @@ def check_parameters(raw: Mapping[str, Any], defaults: Mapping[str, Any], *, whe
     """Check notebook parameters from a config against the notebook's defaults.
 
     Keys must exist in the notebook's `parameters` cell; a value must have the
-    default's type (int for float is fine; a default of None accepts anything).
+    default's type (int for float is fine; a default of None accepts anything; a default
+    of "auto", as in `compile = "auto"`, also accepts true and false).
     """
     if bad := sorted(set(raw) - set(defaults)):
         raise ConfigError(f"{where}: unknown key(s) {bad}; the notebook's parameters are {sorted(defaults)}")
     for key, value in raw.items():
         default = defaults[key]
-        if default is None:
+        if default is None or (default == "auto" and isinstance(value, bool)):
             continue
         tp = float if isinstance(default, float) else type(default)
         if not matches(value, tp):

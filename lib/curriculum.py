@@ -1,7 +1,7 @@
 """Curricula: what a task draws changes with the training step or with the model's progress.
 
 `Ramp` is the step schedule of the looped-transformer paper (arXiv 2311.12424, section 3 of
-shared/reference/looped_transformers.md): every `every` steps the value grows by `inc`,
+references/looped_transformers.md): every `every` steps the value grows by `inc`,
 capped at `end` (dims 5 -> 20 +1/5k, points 11 -> 41 +2/5k, loops T -> b +2/500).
 `every = 0` means no curriculum: the value is `end` from the first step.
 `UniformLength` and `AdaptiveLength` shorten samples (thinker.md, section 3); `ComputeRandom`

@@ -18,6 +18,7 @@ from lib.config import Config, ConfigError, check_parameters, check_values, expa
 from lib.paths import CONFIGS, NOTEBOOKS
 from lib.procs import check_reachable
 from lib.studies import looped, selective_copy
+from lib.sweep import check_seeds
 
 
 def notebook_path(name: str) -> Path:
@@ -77,6 +78,12 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
         if key in params and isinstance(params[key], list) and not params[key]:
             raise ConfigError(f"{where}: {key} is empty; give at least one")
     for key, value in params.items():
+        if key.endswith("seeds"):
+            try:
+                check_seeds(value, key)
+            except ValueError as e:
+                raise ConfigError(f"{where}: {e}") from None
+    for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if "warmup" in key or key in ("seed", "min_lr_ratio", "weight_decay", "min_steps"):
@@ -98,6 +105,13 @@ def validate(params: dict, nb_path: Path, where: str) -> None:
         try:
             check_reachable(params["ray_address"])
         except ConnectionError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    if "compile" in params:  # auto | true | false, checked here since a default of "auto" admits any string
+        from lib.device import check_compile_key
+
+        try:
+            check_compile_key(params["compile"])
+        except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
     merged = {**parameters_of(nb_path), **params}
     if isinstance(merged.get("sweep"), (list, dict)):

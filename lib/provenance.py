@@ -11,6 +11,11 @@ WATCHED that differ between a run's revision and the working tree, so a report c
 Under the runner, `lib.train.train` appends one JSON line per run it trains or loads to
 $SEQLAB_OUT/runs.jsonl (worker processes inherit the variable); `summary` turns those lines into
 the header's rows.
+
+A checkpoint also stores the identity of the run it holds (IDENTITY: study, run name, seed, hash):
+loading it for a run compares that with the run asked for (`identity_mismatch`), so a checkpoint
+that was renamed or swapped with another of the same shape is refused instead of reported under
+the other run's name.
 """
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ from pathlib import Path
 
 from lib.paths import ROOT, git_revision
 
-__all__ = ["git_revision", "stale_files", "record", "read_records", "summary", "WATCHED", "RUNS_FILE"]
+__all__ = ["git_revision", "stale_files", "record", "read_records", "summary", "identity_mismatch", "describe_run", "WATCHED",
+           "RUNS_FILE", "IDENTITY"]
 
 WATCHED = ("lib/models", "lib/tasks", "lib/train.py", "lib/data")  # the code a trained run depends on
 RUNS_FILE = "runs.jsonl"
 RETRAIN_STALE_ENV = "SEQLAB_RETRAIN_STALE"
+IDENTITY = ("study", "run", "seed", "hash")  # what a checkpoint stores of the run it holds
 
 
 def _changed(revision: str, root: str, paths: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -161,3 +168,39 @@ def summary(records: list[dict]) -> dict:
         "precision": dict(Counter(str(r.get("amp", "?")) for r in rows)),
         "compile": dict(Counter(str(r.get("compile", "?")) for r in rows)),
     }
+
+
+def describe_run(identity: dict) -> str:
+    """'study/run seed s (hash h)', the hash left out when not known."""
+    hash_ = f" (hash {identity['hash']})" if identity.get("hash") else ""
+    return f"{identity.get('study', '?')}/{identity.get('run', '?')} seed {identity.get('seed', '?')}{hash_}"
+
+
+def _plain(value):
+    """A config value as JSON sees it (tuples and lists alike), for comparing saved and asked configs."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def identity_mismatch(saved: dict, expected: dict) -> str | None:
+    """How the run in checkpoint `saved` differs from the run asked for (None: it is that run).
+
+    expected: the IDENTITY keys, plus 'model' (the model config as a dict) and 'train'
+    (TrainConfig.identity()). A checkpoint written before identities were stored is judged by the
+    config saved inside it, key by key where both sides have the key (a key added since is absent
+    from the old file); the task's spec was not saved then, so two runs that differ only in it pass."""
+    stored = saved.get("identity")
+    if isinstance(stored, dict):
+        if all(_plain(stored.get(k)) == _plain(expected.get(k)) for k in IDENTITY):
+            return None
+        return f"holds the run {describe_run(stored)}, not the run asked for, {describe_run(expected)}"
+    config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+    diffs = []
+    for part in ("model", "train"):
+        have, want = config.get(part), expected.get(part)
+        if not isinstance(have, dict) or not isinstance(want, dict):
+            continue
+        diffs += [f"{part}.{k} = {_plain(have[k])!r} (asked {_plain(want[k])!r})" for k in sorted(have.keys() & want.keys()) if _plain(have[k]) != _plain(want[k])]
+    if not diffs:
+        return None
+    return (f"holds another run than the one asked for, {describe_run(expected)}: its saved config has "
+            f"{', '.join(diffs[:4])}{' ...' if len(diffs) > 4 else ''}")

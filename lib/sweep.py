@@ -6,12 +6,16 @@ study's models trains them when absent and loads them when present).
 
 Small models use two CPU cores poorly from one process, so on CPU `workers=N` first trains the
 missing runs in N spawned processes of cores/N threads each; the sequential pass then loads
-their finished checkpoints. Each run gets its own copy of the task, so a curriculum's progress
-(e.g. the adaptive target length) never carries over from one run to the next.
+their finished checkpoints. With `batch_seeds` on (TrainConfig; auto: on CUDA), the runs that
+differ only by seed and lr train instead as one batched model per group (lib.batched), into the
+same checkpoints. Each run gets its own copy of the task, so a curriculum's progress (e.g. the
+adaptive target length) never carries over from one run to the next.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -22,10 +26,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from lib import batched
 from lib import device as devices
-from lib import provenance
+from lib import progress, provenance
 from lib.procs import check_reachable, die_with_parent, run_lock
-from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, train
+from lib.train import TrainConfig, build, checkpoint_path, finished, load_checkpoint, run_id, train
 
 
 def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
@@ -38,13 +43,38 @@ def checkpoint_for(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> Path:
     return checkpoint_path(study, f"{mcfg.name}-s{cfg.seed}", mcfg, cfg, *task.spec)
 
 
-def _finished(path: Path, cfg: TrainConfig) -> bool:
+def run_identity(study: str, mcfg: Any, task: Any, cfg: TrainConfig) -> dict:
+    """The run a checkpoint must hold to be loaded as this one (lib.provenance.identity_mismatch):
+    study, run name, seed and hash, stored in the checkpoint; the model config and the training
+    settings for checkpoints written before identities were stored."""
+    return {"study": study, "run": mcfg.name, "seed": cfg.seed, "hash": run_id(mcfg, cfg, *task.spec),
+            "model": dataclasses.asdict(mcfg), "train": cfg.identity()}
+
+
+def check_seeds(seeds: Any, key: str = "seeds") -> None:
+    """Each seed once: a repeated seed would count one run twice in every mean and interval."""
+    if not isinstance(seeds, (list, tuple)):
+        return
+    dup: list = []
+    for i, s in enumerate(seeds):
+        if s in seeds[:i] and s not in dup:
+            dup.append(s)
+    if dup:
+        raise ValueError(f"{key} = {list(seeds)} repeats {dup}; give each seed once")
+
+
+def _finished(path: Path, cfg: TrainConfig, identity: dict | None = None) -> bool:
     """A finished run to load, not to train: finished, and (under --retrain-stale) not trained at a
     revision whose code it depends on has changed since (those the workers retrain too)."""
     if not path.exists():
         return False
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, identity=identity)
     return finished(saved, cfg) and not provenance.to_retrain(saved)
+
+
+def _worker_init(parent: int, progress_queue) -> None:
+    die_with_parent(parent)  # a worker whose parent died while it started exits too
+    progress.attach(progress_queue)  # bars and phase lines go to the parent, which prints each once
 
 
 def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, threads: int) -> str:
@@ -52,7 +82,7 @@ def _train_in_worker(model_cls, mcfg, task, cfg: TrainConfig, study: str, thread
     desc = f"{mcfg.name} seed {cfg.seed}"
     path = checkpoint_for(study, mcfg, task, cfg)
     with run_lock(path):
-        train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=path, desc=desc)
+        train(build(model_cls, mcfg, cfg.seed), task, cfg, checkpoint=path, desc=desc, identity=run_identity(study, mcfg, task, cfg))
     return desc
 
 
@@ -72,9 +102,11 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if runs and batched.enabled(runs[0][2]):
+        return _train_batched(model_cls, runs, study)
     if not runs or (backend == "processes" and (workers <= 1 or devices.pick(runs[0][2].device).type != "cpu")):
         return []
-    todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2])]
+    todo = [r for r in runs if not _finished(checkpoint_for(study, *r), r[2], run_identity(study, *r))]
     if cost is not None:
         todo.sort(key=lambda r: -cost(r[0]))
     if backend == "ray":
@@ -84,10 +116,35 @@ def train_missing(model_cls, runs: list, study: str, workers: int, cost: Callabl
         return []
     n = min(workers, len(todo))
     threads = max(1, (os.cpu_count() or 1) // n)
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # a worker whose parent died while it started exits too
+    progress.phase(f"training {len(todo)} runs in {n} worker processes of {threads} thread(s)")
+    ctx = multiprocessing.get_context("spawn")
+    with progress.relay(ctx) as relay, ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                                                           initargs=(os.getpid(), relay.queue)) as pool:
         done = list(pool.map(_train_in_worker, *zip(*[(model_cls, *r, study, threads) for r in todo])))
     print(f"trained {len(done)} runs in {n} processes of {threads} thread(s): {', '.join(done)}")
+    return done
+
+
+def _train_batched(model_cls, runs: list, study: str) -> list[str]:
+    """Train the unfinished runs that differ only by seed and lr as one batched model per group
+    (lib.batched); a run alone in its group, or whose task cannot be batched, is left to the caller."""
+    groups: dict[str, dict[Path, tuple]] = {}
+    for r in runs:
+        path = checkpoint_for(study, *r)
+        if batched.can_batch(r[1]) and not _finished(path, r[2], run_identity(study, *r)):
+            groups.setdefault(batched.group_key(*r), {})[path] = r
+    done, n_groups = [], 0
+    for group in (g for g in groups.values() if len(g) > 1):
+        descs = [f"{mcfg.name} seed {cfg.seed}" for mcfg, _, cfg in group.values()]
+        with contextlib.ExitStack() as locks:
+            for path in sorted(group):
+                locks.enter_context(run_lock(path))
+            batched.train_batched([build(model_cls, mcfg, cfg.seed) for mcfg, _, cfg in group.values()],
+                                  [copy.deepcopy(task) for _, task, _ in group.values()], [cfg for _, _, cfg in group.values()],
+                                  checkpoints=list(group), descs=descs)
+        done, n_groups = done + descs, n_groups + 1
+    if done:
+        print(f"trained {len(done)} runs as {n_groups} batched group(s): {', '.join(done)}")
     return done
 
 
@@ -137,24 +194,33 @@ def train_sweep(
         raise ValueError("give exactly one of task (one task for every run) and task_for (model config -> task)")
     if not configs or not seeds:
         raise ValueError(f"a sweep needs at least one model config and one seed; got {len(configs)} configs and seeds {seeds}")
+    check_seeds(seeds)
     runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), TrainConfig.load({**(train_cfg or {}), "seed": seed}))
             for mcfg in configs for seed in seeds]
     train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
     device = devices.pick(runs[0][2].device)
     histories, models = [], {}
+    phases = progress.runs(len(runs))
     for mcfg, run_task, cfg in runs:
         model = build(model_cls, mcfg, cfg.seed)
         path = checkpoint_for(study, mcfg, run_task, cfg)
-        with run_lock(path):
+        phases.start(f"{mcfg.name} seed {cfg.seed}")
+        identity = run_identity(study, mcfg, run_task, cfg)
+        loaded = _finished(path, cfg, identity)
+        # a finished run is only read: no lock file, so a read-only checkpoint store still loads it
+        with contextlib.nullcontext() if loaded else run_lock(path):
             hist = train(
                 model, run_task, cfg,
                 desc=f"{mcfg.name} seed {cfg.seed}",
                 checkpoint=path,
+                identity=identity,
                 extra={"model": type(model).__name__, "run": mcfg.name, **columns(mcfg), "params": model.n_params(),
                        "seed": cfg.seed, "device": devices.describe(device)},
             )
+        phases.done(trained=not loaded)
         histories.append(hist)
         models[mcfg.name, cfg.seed] = model.eval()
+    phases.finish()
     return pd.concat(histories, ignore_index=True), models
 
 

@@ -44,6 +44,8 @@ history's `stop_reason` says which rule ended a run (converged / budget / max_st
 from __future__ import annotations
 
 import dataclasses
+import errno
+import glob
 import hashlib
 import json
 import math
@@ -62,7 +64,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lib import device as devices
-from lib import provenance
+from lib import procs, provenance
 from lib.config import Config
 from lib.paths import CHECKPOINTS, git_revision
 from lib.progress import bar
@@ -74,7 +76,7 @@ DECAY_SHAPES = ("cosine", "linear")
 # Settings that change how fast a run goes but not what it learns: recorded in the checkpoint and
 # the history, never hashed into the run's identity, so moving a run to a GPU or turning compile on
 # reuses it. bf16 autocast does change results slightly; a report states the precision its runs used.
-RECORDED_ONLY = ("device", "amp", "compile", "finite_every")
+RECORDED_ONLY = ("device", "amp", "compile", "finite_every", "batch_seeds")
 # Settings hashed only when set away from their default, so a config that leaves them alone keeps
 # the run id (and checkpoint) it had before they existed.
 HASHED_IF_SET = ("decay_fraction", "decay_shape", "plateau_departure", "max_tokens", "max_flops")
@@ -110,6 +112,7 @@ class TrainConfig(Config):
     plateau_departure: float = 0.0  # the plateau rule waits for this relative gain on the step-0 value (0: no wait)
     max_tokens: float | None = None  # budget of training tokens (samples x the task's sequence length): a float, so YAML's 2e7 loads
     max_flops: float | None = None  # budget of training FLOPs (forward + backward, counted)
+    batch_seeds: str | bool = "auto"  # auto | true | false: a sweep trains seeds (and lrs) of one config as one batched model (lib.batched)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -136,6 +139,8 @@ class TrainConfig(Config):
                 raise ValueError(f"{key} must be > 0 or None, got {getattr(self, key)}")
         if self.finite_every < 0:
             raise ValueError(f"finite_every must be >= 0, got {self.finite_every}")
+        if str(self.batch_seeds).lower() not in ("auto", "true", "false"):
+            raise ValueError(f"batch_seeds must be one of ['auto', 'true', 'false'] (or true/false), got {self.batch_seeds!r}")
         devices.check_precision_key(self.amp)
         devices.check_compile_key(self.compile)
         devices.pick(self.device)  # raises on an unknown or unavailable device
@@ -191,6 +196,7 @@ class RunInfo:
     device: torch.device
     precision: str
     compiled: bool
+    identity: dict | None = None  # the run asked for (lib.sweep.run_identity): stored, and checked on resume
 
 
 def converged(values: list[float], window: int, tol: float, mode: str = "min") -> bool:
@@ -361,25 +367,46 @@ def checkpoint_path(study: str, name: str, *configs: Any) -> Path:
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint.
 
-    The temporary name is per process, so two processes training the same run (e.g. two
-    notebooks under pytest-xdist) each rename a complete file.
+    The temporary name is per process (<name>.<pid>.tmp), so two processes training the same run
+    (e.g. two notebooks under pytest-xdist) each rename a complete file. A failed write removes its
+    temporary file; one left by a process that was killed mid-write is removed at the next save.
+    A full disk is one line naming the file (torch's own message is 'enforce fail ... unexpected pos').
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        pid = stale.name[len(path.name) + 1:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not (int(pid) < 2**31 and procs.alive(int(pid))):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+            isinstance(e, RuntimeError) and ("unexpected pos" in str(e) or "file write failed" in str(e)))
+        if full:
+            raise CheckpointError(f"no space left on device writing {path}; the previous checkpoint (if any) is intact") from None
+        raise
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read: the message names the file and what to do."""
 
 
-def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict:
+def load_checkpoint(path: Path | str, map_location: Any = "cpu", *, identity: dict | None = None,
+                    keys: tuple[str, ...] = ()) -> dict:
     """A checkpoint written by `train`, loaded with weights_only=True: it holds only tensors, plain
-    containers, numbers and strings, so a file from an untrusted source cannot run code."""
+    containers, numbers and strings, so a file from an untrusted source cannot run code.
+
+    identity: the run asked for (lib.sweep.run_identity): a checkpoint holding another run (renamed,
+    or swapped with one of the same shape) is refused, naming both. keys: entries the caller needs
+    beyond the weights and step (e.g. 'optimizer' to resume)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if path.exists() and not path.is_file():  # a FIFO or a device: reading it could block or never end
+        raise CheckpointError(f"{path} is not a regular file (a pipe, socket or device), so it is not a checkpoint")
     if path.exists() and not zipfile.is_zipfile(path):
         raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (empty, truncated or another format); "
                               "delete it to retrain, or restore it")
@@ -395,12 +422,17 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} is unreadable ({first[:120]}); delete it to retrain, or restore it") from None
     if not isinstance(saved, dict) or "model" not in saved or "step" not in saved:
         raise CheckpointError(f"checkpoint {path} is not a seqlab training checkpoint; delete it to retrain, or restore it")
+    if missing := [k for k in keys if k not in saved]:
+        raise CheckpointError(f"checkpoint {path} has no {', '.join(map(repr, missing))} entry (it holds {sorted(saved)}); "
+                              "delete it to retrain, or restore it")
+    if identity is not None and (why := provenance.identity_mismatch(saved, identity)):
+        raise CheckpointError(f"checkpoint {path} {why}: it was renamed or swapped; put it back, or delete it to retrain")
     return saved
 
 
-def load_snapshots(checkpoint: Path) -> list[dict[str, torch.Tensor]]:
+def load_snapshots(checkpoint: Path, identity: dict | None = None) -> list[dict[str, torch.Tensor]]:
     """The weight snapshots a run kept (TrainConfig.snapshot_every), oldest first."""
-    return load_checkpoint(checkpoint).get("snapshots", [])
+    return load_checkpoint(checkpoint, identity=identity).get("snapshots", [])
 
 
 def finished(saved: dict, cfg: TrainConfig) -> bool:
@@ -425,19 +457,23 @@ def _autocast(device: torch.device, precision: str):
 def resume(model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, task: Any, cfg: TrainConfig,
            info: RunInfo) -> RunState:
     """The run's state: fresh, or from info.checkpoint when it exists, restoring the model, optimizer,
-    generator and task in place. Under --retrain-stale a finished run whose code changed since it was
-    trained (provenance.to_retrain) is deleted and starts afresh."""
+    generator and task in place. A checkpoint that holds another run than info.identity is refused.
+    Under --retrain-stale a finished run whose code changed since it was trained (provenance.to_retrain)
+    starts afresh; its checkpoint stays until the retrain's first checkpoint replaces it."""
     path = info.checkpoint
     if path is None or not Path(path).exists():
         return RunState(tokens_per_sample=tokens_per_sample(task))
-    saved = load_checkpoint(path, map_location=info.device)
+    saved = load_checkpoint(path, map_location=info.device, identity=info.identity, keys=("optimizer", "generator"))
     if finished(saved, cfg) and provenance.to_retrain(saved, info.code):
         print(f"{info.desc or path}: trained at {', '.join(provenance.revisions_of(saved))}, code changed since: "
               "retraining (--retrain-stale)")
-        Path(path).unlink()
         return RunState(tokens_per_sample=tokens_per_sample(task))
-    model.load_state_dict(saved["model"])
-    opt.load_state_dict(saved["optimizer"])
+    try:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:  # torch's message lists every tensor: one line, cut short
+        raise CheckpointError(f"checkpoint {path} does not fit this run's model ({' '.join(str(e).split())[:160]}); "
+                              "it holds another run: put it back, or delete it to retrain") from None
     try:
         gen.set_state(saved["generator"].cpu())
     except RuntimeError:  # a checkpoint from another kind of device: its stream cannot continue here
@@ -509,6 +545,7 @@ def checkpoint_contents(state: RunState, cfg: TrainConfig, info: RunInfo, model:
         "task_meta": task.meta() if hasattr(task, "meta") else None,  # e.g. a language model's tokenizer
         "git_revision": info.revision,
         "code": info.code,
+        "identity": {k: info.identity[k] for k in provenance.IDENTITY} if info.identity else None,
     }
 
 
@@ -558,12 +595,13 @@ def finish(state: RunState, info: RunInfo, extra: dict[str, Any] | None, trained
 
 
 def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | None = None, desc: str = "",
-          extra: dict[str, Any] | None = None) -> pd.DataFrame:
+          extra: dict[str, Any] | None = None, identity: dict | None = None) -> pd.DataFrame:
     """Train `model` on `task`, resuming from `checkpoint` when it exists (a finished run returns at
-    once); returns the history, one row per evaluation (history_frame)."""
+    once); returns the history, one row per evaluation (history_frame). `identity` (lib.sweep.run_identity):
+    the run this is, stored in the checkpoint; a checkpoint holding another run is refused."""
     device = devices.pick(cfg.device)
     info = RunInfo(desc, checkpoint, git_revision(), provenance.dependencies(type(model).__module__, type(task).__module__),
-                   device, devices.resolve_precision(cfg.amp, device), devices.resolve_compile(cfg.compile, device))
+                   device, devices.resolve_precision(cfg.amp, device), devices.resolve_compile(cfg.compile, device), identity)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # tasks draw batches on the training device
@@ -577,7 +615,8 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | N
     model.train()
     if state.step == 0:
         evaluation_row(state, cfg, info, validation_metrics(model, net, task, cfg, amp), 0.0, 0)
-    step_at_start, pbar = state.step, bar(total_steps(cfg), desc=desc, initial=state.step)
+    step_at_start, pbar = state.step, bar(min(total_steps(cfg), math.ceil(cfg.max_tokens / cfg.batch_size / state.tokens_per_sample) if cfg.max_tokens else math.inf),
+                                          desc=desc, initial=state.step, stop=lambda: state.stop_reason, cap=cfg.converge_metric is not None or cfg.max_minutes is not None or cfg.max_flops is not None)
     loss_sum, n_loss, since, t0 = torch.zeros((), device=device), 0, state.step + 1, time.perf_counter()  # since: first step summed
     try:
         while state.stop_reason is None:

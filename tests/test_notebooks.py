@@ -1,11 +1,12 @@
-"""Committed notebooks stay clean (nbstripout), run from a fresh kernel, and each declares what to expect."""
+"""Committed notebooks stay clean (lib/nbclean.py, the git filter), run from a fresh kernel, and each declares what to expect."""
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lib.paths import NOTEBOOKS
+from lib.paths import NOTEBOOKS, ROOT
 from lib.report import markdown_table
 
 NBS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -13,10 +14,12 @@ NBS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
 def test_committed_notebooks_hold_no_outputs(path: Path):
-    nb = json.loads(path.read_text())
+    # the staged form (git's index), not the working copy a Run All and save filled with outputs
+    staged = subprocess.run(["git", "show", f":{path.relative_to(ROOT)}"], cwd=ROOT, capture_output=True, text=True)
+    nb = json.loads(staged.stdout if staged.returncode == 0 else path.read_text())
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code":
-            assert cell.get("outputs") == [], f"{path.name} cell {i + 1} holds outputs: run `nbstripout {path}`"
+            assert cell.get("outputs") == [], f"{path.name} cell {i + 1} holds outputs: run `python3 lib/nbclean.py --install` once, then `git add {path}`"
             assert cell.get("execution_count") is None, f"{path.name} cell {i + 1} holds an execution count"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert set(nb["metadata"]) <= {"kernelspec", "language_info", "seqlab"}, f"{path.name}: editor metadata {sorted(nb['metadata'])}"

@@ -4,7 +4,9 @@ import torch
 
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.mamba import MambaBackbone, MambaConfig, MambaMixer, scan, scan_ref, selective_scan, selective_scan_ref
-from lib.models.ssd import SSDBackbone, SSDConfig, segsum, segsum_unstable, ssd_chunked, ssd_quadratic, ssd_ref
+from lib.models.ssd import (SSDBackbone, SSDConfig, SSDMixer, decay_matrix, segsum, segsum_fast, segsum_unstable, ssd_chunked,
+                            ssd_quadratic, ssd_ref)
+from lib.models.ssm import CausalConv
 from lib.tasks.regression import train_predictions
 
 
@@ -58,17 +60,20 @@ def test_fused_selective_scan_equals_the_written_out_form_with_gradients(L):
     assert torch.autograd.gradcheck(selective_scan, tuple(t.clone().requires_grad_() for t in scan_inputs(L=min(L, 4))))
 
 
-def test_causal_conv_shifted_sum_equals_conv1d():
-    from lib.models.ssm import CausalConv
-
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_causal_conv_shifted_sum_equals_conv1d(k):
+    """ShiftedSum's written-out backward against autograd through nn.Conv1d and the plain shifted sum."""
     torch.manual_seed(0)
-    conv = CausalConv(6, 4).double()
+    conv = CausalConv(6, k).double()
     x = torch.randn(3, 10, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 10, 6, dtype=torch.float64)
+    params = [x, conv.weight, conv.bias]
     torch.testing.assert_close(conv(x), conv.conv_ref(x), rtol=1e-12, atol=1e-12)
-    g1 = torch.autograd.grad(conv(x).sum(), [x, conv.weight])
-    g2 = torch.autograd.grad(conv.conv_ref(x).sum(), [x, conv.weight])
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(conv(x), conv.shifted_ref(x), rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((conv(x) * w).sum(), params)
+    for ref in (conv.conv_ref, conv.shifted_ref):
+        for name, g, g_ref in zip(["x", "weight", "bias"], grads, torch.autograd.grad((ref(x) * w).sum(), params)):
+            torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12, msg=f"grad of {name}")
 
 
 def test_every_scan_form_gives_the_same_mixer():
@@ -80,6 +85,22 @@ def test_every_scan_form_gives_the_same_mixer():
         outs.append(MambaMixer(MambaConfig(d_model=16, d_state=8, scan=form)).double()(u))
     torch.testing.assert_close(outs[0], outs[2], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(outs[1], outs[2], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("L", [5, 64])
+def test_fused_scan_float32_matches_the_sequential_reference_with_gradients(L):
+    """At float32, with the grid's state size, the fused scan stays within float rounding of the
+    sequential (B, L, E, N) reference: outputs and every gradient."""
+    ins = scan_inputs(Bsz=3, L=L, E=12, N=16, seed=1, dtype=torch.float32)
+    a = [t.clone().requires_grad_() for t in ins]
+    b = [t.clone().requires_grad_() for t in ins]
+    w = torch.randn(3, L, 12)
+    y, y_ref = selective_scan(*a), selective_scan_ref(*b)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    (y * w).sum().backward()
+    (y_ref * w).sum().backward()
+    for name, p, q in zip(["x", "delta", "A", "B", "C"], a, b):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=f"grad of {name}")
 
 
 def test_scan_gradcheck():
@@ -101,6 +122,40 @@ def test_segsum_forms_agree():
     assert segsum(a)[0, 4, 1] == pytest.approx(float(a[0, 2:5].sum()))
 
 
+@pytest.mark.parametrize("T", [1, 2, 9, 64])
+def test_segsum_fast_equals_segsum(T):
+    a = -torch.rand(2, 3, T, dtype=torch.float64) * 2
+    torch.testing.assert_close(segsum_fast(a), segsum(a), rtol=1e-12, atol=1e-12)
+    # float32: within a few roundings of the exact (float64) sums, and no worse than segsum's own float32 cumsum
+    exact = segsum(a)
+    tril = torch.ones(T, T, dtype=torch.bool).tril()
+    err_fast = (segsum_fast(a.float()).double() - exact)[..., tril].abs().max()
+    err_old = (segsum(a.float()).double() - exact)[..., tril].abs().max()
+    assert err_fast <= max(float(err_old), 4 * torch.finfo(torch.float32).eps * float(exact[..., tril].abs().max()))
+    assert torch.isneginf(segsum_fast(a)[..., ~tril]).all()
+
+
+@pytest.mark.parametrize("T", [1, 5, 33])
+def test_decay_matrix_equals_exp_segsum_with_gradients(T):
+    """DecayMatrix's written-out backward against autograd through the masked-cumsum segsum."""
+    a = (-torch.rand(2, 3, T, dtype=torch.float64) * 2).requires_grad_()
+    w = torch.randn(2, 3, T, T, dtype=torch.float64)
+    L = decay_matrix(a)
+    torch.testing.assert_close(L, torch.exp(segsum(a)), rtol=1e-12, atol=1e-12)
+    g = torch.autograd.grad((L * w).sum(), a)[0]
+    g_ref = torch.autograd.grad((torch.exp(segsum(a)) * w).sum(), a)[0]
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradcheck(decay_matrix, (a[:1, :1].detach().clone().requires_grad_(),))
+
+
+def test_decay_matrix_drops_only_negligible_decays():
+    """Decays below exp(-60) are exactly 0 (no subnormal floats); every other entry is unchanged."""
+    a = torch.full((1, 40), -3.0, dtype=torch.float64)  # sums reach -117
+    L, ref = decay_matrix(a), torch.exp(segsum(a))
+    assert (L[ref < 1e-26] == 0).all() and (L[ref > 1e-26] > 0).all()
+    torch.testing.assert_close(L, ref, rtol=1e-12, atol=1e-26)
+
+
 @pytest.mark.parametrize("T, chunk", [(16, 4), (16, 16), (17, 4), (13, 5), (1, 8), (30, 7)])
 def test_ssd_chunked_equals_recurrence_equals_quadratic(T, chunk):
     x, a, b, c = ssd_inputs(T)
@@ -110,6 +165,47 @@ def test_ssd_chunked_equals_recurrence_equals_quadratic(T, chunk):
     torch.testing.assert_close(ssd_quadratic(x, a, b, c), y_ref, rtol=1e-10, atol=1e-10)
     # padding (zero inputs, unit decay) leaves the final state unchanged too
     torch.testing.assert_close(h_chunk, h_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("T, chunk", [(1, 8), (9, 4), (16, 16), (17, 64), (30, 7), (64, 64)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_ssd_chunked_gradients_equal_the_recurrence(T, chunk, groups):
+    """Outputs, final state and every gradient of the chunked form (B and C per group, as the mixer
+    passes them) against the recurrence on B and C repeated per head."""
+    x, a, b, c = ssd_inputs(T, H=3, seed=2)
+    b, c = b[:, :, :groups], c[:, :, :groups]
+    ins = [t.clone().requires_grad_() for t in (x, a, b, c)]
+    ref_ins = [t.clone().requires_grad_() for t in (x, a, b, c)]
+    per_head = lambda t: t.repeat_interleave(3 // groups, dim=2)
+    y, h = ssd_chunked(*ins, chunk)
+    y_ref, h_ref = ssd_ref(ref_ins[0], ref_ins[1], per_head(ref_ins[2]), per_head(ref_ins[3]))
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(y)
+    g = torch.autograd.grad((y * w).sum() + h.sum(), ins)
+    g_ref = torch.autograd.grad((y_ref * w).sum() + h_ref.sum(), ref_ins, retain_graph=True)
+    for name, p, q in zip(["x", "a", "b", "c"], g, g_ref):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9, msg=f"grad of {name}")
+    # without the final state: the same outputs and gradients (one chunk skips the state passing)
+    y2, none = ssd_chunked(*ins, chunk, final_state=False)
+    assert none is None
+    torch.testing.assert_close(y2, y, rtol=1e-12, atol=1e-12)
+    g2 = torch.autograd.grad((y2 * w).sum(), ins)
+    g2_ref = torch.autograd.grad((y_ref * w).sum(), ref_ins)
+    for p, q in zip(g2, g2_ref):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9)
+
+
+def test_ssd_chunked_float32_matches_the_old_segsum_form():
+    """float32 at the grid's shape and realistic decays (Δ A down to -1.6 per step): the fast chunked
+    form stays within float rounding of the chunked form built on the masked-cumsum segsum."""
+    x, a, b, c = ssd_inputs(64, dtype=torch.float32, B=4, H=10, P=16, N=16, seed=3)
+    a = a * 1.6
+    y = ssd_chunked(x, a, b[:, :, :1], c[:, :, :1], 64, final_state=False)[0]
+    L = torch.exp(segsum(a.transpose(1, 2)))  # (B, H, T, S)
+    per_head = lambda t: t[:, :, :1].expand(-1, -1, 10, -1)
+    y_old = torch.einsum("bthn,bshn,bhts,bshp->bthp", per_head(c), per_head(b), L, x)
+    torch.testing.assert_close(y, y_old, rtol=1e-5, atol=1e-5)
 
 
 def test_ssd_initial_state_is_carried():
@@ -170,13 +266,19 @@ def test_step_by_step_equals_the_full_forward(name, make):
 
 
 @pytest.mark.parametrize("mode", ["sequential", "quadratic"])
-def test_ssd_mixer_modes_agree(mode):
+@pytest.mark.parametrize("chunk, groups", [(5, 1), (64, 1), (5, 2)])
+def test_ssd_mixer_modes_agree(mode, chunk, groups):
+    """Outputs and every parameter's gradient of the chunked mixer against the other two forms."""
     torch.manual_seed(0)
-    fast = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, chunk=5)).double()
-    slow = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, chunk=5, mode=mode)).double()
+    fast = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, chunk=chunk, n_groups=groups)).double()
+    slow = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, chunk=chunk, n_groups=groups, mode=mode)).double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 23, 16, dtype=torch.float64)
     torch.testing.assert_close(fast(x), slow(x), rtol=1e-9, atol=1e-9)
+    fast(x).pow(2).sum().backward()
+    slow(x).pow(2).sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), slow.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-8, atol=1e-8, msg=f"grad of {name}")
 
 
 @pytest.mark.parametrize("body", ["mamba", "ssd"])

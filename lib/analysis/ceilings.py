@@ -1,5 +1,5 @@
 """Shortcut ceilings of the block x task grid: the best score a model reaches on a task without the
-skill the task tests, in the grid's score units (GridTask.score: the fraction of labelled tokens
+skill the task tests, in the grid's score units (a grid Entry.score: the fraction of labelled tokens
 right; 1 - normalised error for regression). A cell at or below its task's ceiling has not learned.
 
 A shortcut may be chosen per answer slot (a model knows which slot it fills), so a ceiling is the
@@ -245,7 +245,7 @@ ORACLES: dict[str, Callable] = {
 
 
 def ceiling(name: str, task) -> float:
-    """The shortcut ceiling of grid task `name` built as `task` (GridTask.build())."""
+    """The shortcut ceiling of grid task `name` built as `task` (its grid Entry.build())."""
     if name not in CEILINGS:
         raise KeyError(f"no shortcut ceiling for task {name!r}; known: {sorted(CEILINGS)}")
     return CEILINGS[name](task)

@@ -1,8 +1,8 @@
 """Loss surfaces around trained weights, for any nn.Module and any loss on a fixed batch.
 
 Ref: Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets" (arXiv 1712.09913) for
-filter-normalised directions; the looped-transformer student report (shared/reference/
-looped_transformers.md, section 5f) used the top-2 Hessian eigenvectors instead.
+filter-normalised directions; the looped-transformer student report
+(references/looped_transformers.md, section 5f) used the top-2 Hessian eigenvectors instead.
 
 Steps, each its own function (compute and drawing are separate):
   directions: hessian_top_k (power iteration with deflation on Hessian-vector products),

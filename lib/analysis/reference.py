@@ -1,6 +1,6 @@
 """The references' numbers and the thresholds our verdicts use, each defined once with its source.
 
-A source is the reference card's section (the cards: /work/shared/reference/<name>.md, e.g.
+A source is the reference card's section (the cards: references/<name>.md, e.g.
 "looped_transformers.md §5a"), the paper where no card holds the number, or "project" with the
 reason, when the card states no number and the threshold is ours. Studies and notebooks set their
 results beside these; nothing else in lib holds a published number.

@@ -1,7 +1,7 @@
 """The offline story corpus for the small language models, and the TinyStories loader.
 
 Offline we generate children's stories from a seeded probabilistic grammar instead of downloading
-TinyStories (shared/reference/masked_mixer.md); the grammar (lib/data/story_grammar.py) knows the
+TinyStories (references/masked_mixer.md); the grammar (lib/data/story_grammar.py) knows the
 exact -log p of every story, so the corpus's entropy in bits per character, the floor no model can
 beat, is known:
 

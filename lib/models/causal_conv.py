@@ -1,6 +1,6 @@
 """A causal dilated 1-D convolution stack: the selective-copy layer made causal, as a sequence body.
 
-Ref: shared/reference/selective_copy.md (the residual dilated conv block of ConvTextModel, which
+Ref: references/selective_copy.md (the residual dilated conv block of ConvTextModel, which
 pads both sides); here the padding is on the left only, so output t sees inputs t - R .. t.
 
     Block:  x = x + GELU(Conv1d_i(LN(x)))      kernel k_i, dilation d_i, left padding (k_i - 1) d_i

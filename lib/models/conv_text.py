@@ -1,6 +1,6 @@
 """ConvTextModel: a byte-level stack of residual dilated 1-D convolutions.
 
-Ref: defgsus/nn-experiments "Selective Copying" (shared/reference/selective_copy.md, section 2).
+Ref: defgsus/nn-experiments "Selective Copying" (references/selective_copy.md, section 2).
 
     ids (B, T) -> Embedding(V, C) -> N x [ x + GELU(Conv1d_i(x)) ] -> Linear(C, V, tied to the embedding)
 

@@ -1,7 +1,7 @@
 """GPT-2-style pre-LN decoder backbone (nanoGPT layout), used plain or as a loop body.
 
 Ref: Radford et al. 2019 (GPT-2); karpathy/nanoGPT model.py; Yang et al. 2023 (arXiv
-2311.12424) use this backbone: shared/reference/looped_transformers.md section 2.
+2311.12424) use this backbone: references/looped_transformers.md section 2.
 
 Glossary: B batch, N tokens, e width (n_embd), h heads.
 

@@ -1,7 +1,7 @@
 """The looping wrapper: any backbone, run b times with input injection.
 
 Ref: Yang et al. 2023, "Looped Transformers are Better at Learning Learning Algorithms"
-(arXiv 2311.12424), section 3; shared/reference/looped_transformers.md section 2.
+(arXiv 2311.12424), section 3; references/looped_transformers.md section 2.
 
 Glossary: Z prompt tokens (B, N, d_in); E = read_in(Z) the injected embedding (B, N, e);
 H_t the recurrent state; b loop iterations in training; T loss window (the last T

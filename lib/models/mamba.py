@@ -2,7 +2,7 @@
 
 Ref: Gu & Dao 2023, "Mamba" (arXiv 2312.00752), section 3 and Algorithm 2; the module layout
 and parameter names follow johnma2006/mamba-minimal and alxndrTL/mamba.py (`mambapy`), whose
-block is our test oracle. Facts: shared/reference/ssd_language_model.md.
+block is our test oracle. Facts: references/ssd_language_model.md.
 
 Glossary: B batch, L length, D d_model, E d_inner = expand * D, N d_state, R dt_rank.
 
@@ -72,37 +72,52 @@ def scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 0) -> torch.Tensor:
 
 
 def _scan_forward(x, delta, A, B, C):
-    """y (B, L, E) and the states h_t (B, L, E, N); dA = exp(Δ A) computed once, kept for backward."""
+    """y (B, L, E), and per step t the state h_t and the decay exp(Δ_t A), each (B, N, E), kept for backward.
+
+    The state is held as (B, N, E), E innermost: the read-out y_t = C_t . h_t is then a (1, N) @ (N, E)
+    product per batch row (one fast bmm), and the update is one multiply plus one fused
+    multiply-add in place. Each step's tensors are new small blocks (no (B, L, E, N) tensor, no cat):
+    blocks of 32 MiB and more would be fresh memory from the OS on every call."""
     Bsz, L, E = x.shape
-    u = delta * x  # (B, L, E)
-    dA = torch.exp(delta[..., None] * A)  # (B, L, E, N)
-    h = x.new_zeros(Bsz, E, A.shape[1])
-    hs, ys = [], []
+    At = A.t().contiguous()  # (N, E)
+    u, delta, B, C = (t.transpose(0, 1).contiguous() for t in (delta * x, delta, B, C))  # (L, B, ...): step t contiguous
+    h = x.new_zeros(Bsz, At.shape[0], E)
+    y = x.new_empty(L, Bsz, 1, E)
+    hs, dAs = [], []
     for t in range(L):
-        h = dA[:, t] * h + u[:, t, :, None] * B[:, t, None, :]
+        dA = torch.exp(delta[t, :, None, :] * At)  # (B, N, E)
+        h = dA * h
+        h.addcmul_(B[t, :, :, None], u[t, :, None, :])  # + B_t (Δ_t x_t)^T
+        torch.bmm(C[t, :, None, :], h, out=y[t])  # C_t . h_t
         hs.append(h)
-        ys.append((h * C[:, t, None, :]).sum(-1))  # C_t . h_t  (a broadcast beats bmm for these tiny mat-vecs)
-    return torch.stack(ys, dim=1), torch.stack(hs, dim=1), dA
+        dAs.append(dA)
+    return y.view(L, Bsz, E).transpose(0, 1), hs, dAs
 
 
-def _scan_backward(gy, x, delta, A, B, C, hs, dA):
-    L = x.shape[1]
-    u = delta * x
-    g_h = torch.zeros_like(hs[:, 0])
-    g_u, g_delta, g_B, g_C = [], [], [], []
-    g_A = torch.zeros_like(A)
+def _scan_backward(gy, x, delta, A, B, C, hs, dAs):
+    """Gradients of (x, Δ, A, B, C) from dLoss/dy, by the reverse recurrence
+    g_t = C_t gy_t^T + exp(Δ_{t+1} A) g_{t+1} (dLoss/dh_t), one step at a time."""
+    Bsz, L, E = x.shape
+    N = A.shape[1]
+    At = A.t().contiguous()
+    u, dt, Bt, Ct, gyt = (t.transpose(0, 1).contiguous() for t in (delta * x, delta, B, C, gy))
+    g_h = torch.zeros_like(hs[0])  # (B, N, E)
+    g_u, g_B, g_C = x.new_empty(L, Bsz, 1, E), B.new_empty(L, Bsz, 1, N), C.new_empty(L, Bsz, 1, N)
+    g_delta = x.new_zeros(L, Bsz, E)
+    g_AD = torch.zeros_like(hs[0])  # sum over t of g_a * Δ_t; summed over the batch at the end
     for t in reversed(range(L)):
-        g_C.append((hs[:, t] * gy[:, t, :, None]).sum(1))
-        g_h = g_h + gy[:, t, :, None] * C[:, t, None, :]  # (B, E, N): dLoss/dh_t
-        g_u.append((g_h * B[:, t, None, :]).sum(-1))
-        g_B.append((g_h * u[:, t, :, None]).sum(1))
-        g_dA = g_h * hs[:, t - 1] * dA[:, t] if t > 0 else torch.zeros_like(g_h)  # d/d(ΔA) of exp(ΔA) h_{t-1}
-        g_delta.append((g_dA * A).sum(-1))
-        g_A = g_A + (g_dA * delta[:, t, :, None]).sum(0)
-        g_h = g_h * dA[:, t]  # to h_{t-1}
-    stack = lambda gs: torch.stack(gs[::-1], dim=1)
-    g_u, g_delta = stack(g_u), stack(g_delta)
-    return g_u * delta, g_delta + g_u * x, g_A, stack(g_B), stack(g_C)
+        g_h.addcmul_(Ct[t, :, :, None], gyt[t, :, None, :])  # dLoss/dh_t
+        torch.bmm(gyt[t, :, None, :], hs[t].transpose(1, 2), out=g_C[t])
+        torch.bmm(Bt[t, :, None, :], g_h, out=g_u[t])
+        torch.bmm(u[t, :, None, :], g_h.transpose(1, 2), out=g_B[t])
+        g_h = g_h * dAs[t]  # dLoss/dh_{t-1}, without step t-1's own read-out
+        if t > 0:
+            g_a = g_h * hs[t - 1]  # dLoss/d(Δ_t A), as d exp(a)/da = exp(a)
+            g_AD.addcmul_(g_a, dt[t, :, None, :])
+            torch.sum(g_a.mul_(At), dim=1, out=g_delta[t])  # sum over n of g_a A
+    g_u, g_delta = g_u.view(L, Bsz, E).transpose(0, 1), g_delta.transpose(0, 1)
+    g_B, g_C = (g.view(L, Bsz, N).transpose(0, 1) for g in (g_B, g_C))
+    return g_u * delta, g_delta + g_u * x, g_AD.sum(0).t(), g_B, g_C
 
 
 class SelectiveScan(torch.autograd.Function):
@@ -110,23 +125,23 @@ class SelectiveScan(torch.autograd.Function):
 
     x, Δ: (B, L, E); A: (E, N); B, C: (B, L, N) -> y (B, L, E). The same numbers as
     selective_scan_ref, which builds dBx = Δ x B as a (B, L, E, N) tensor and scans it with
-    autograd recording every op; here each step touches only (B, E, N) tensors, and the backward
-    pass is written out (saving h_t and exp(Δ A) only). `compiled=True` runs both passes through
+    autograd recording every op; here each step touches only (B, N, E) tensors, and the backward
+    pass is written out (saving h_t and exp(Δ_t A) only). `compiled=True` runs both passes through
     torch.compile (one fused loop each). Speed: benchmarks/looped_training.py.
     """
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, compiled=False):
         fwd = _compiled("forward") if compiled else _scan_forward
-        y, hs, dA = fwd(x, delta, A, B, C)
-        ctx.save_for_backward(x, delta, A, B, C, hs, dA)
-        ctx.compiled = compiled
+        y, hs, dAs = fwd(x, delta, A, B, C)
+        ctx.save_for_backward(x, delta, A, B, C)
+        ctx.hs, ctx.dAs, ctx.compiled = hs, dAs, compiled  # intermediates, not inputs or outputs: kept on ctx
         return y
 
     @staticmethod
     def backward(ctx, gy):
         bwd = _compiled("backward") if ctx.compiled else _scan_backward
-        return (*bwd(gy.contiguous(), *ctx.saved_tensors), None)
+        return (*bwd(gy.contiguous(), *ctx.saved_tensors, ctx.hs, ctx.dAs), None)
 
 
 _COMPILED: dict = {}

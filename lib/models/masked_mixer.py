@@ -1,7 +1,7 @@
 """Masked mixer: an MLP-mixer whose token mixing is a causally masked T x T matrix.
 
 Ref: B. Badger, "Masked Mixers for Language Generation and Retrieval" (arXiv 2409.01482) and its
-blog; facts in shared/reference/masked_mixer.md (section 1).
+blog; facts in references/masked_mixer.md (section 1).
 
 Glossary: B batch, T positions (the fixed context, ctx), D width (d_model), H mixing heads.
 

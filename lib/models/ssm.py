@@ -22,6 +22,33 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+class ShiftedSum(torch.autograd.Function):
+    """y_t = bias + sum_j w_j * x_{t-k+1+j} on (B, L, C), with x_{<0} = 0: k fused multiply-adds in
+    place forward, and a backward written out (k multiply-adds for dx, one product per tap for dw)
+    instead of autograd's two products, a sum and an add per tap."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias):  # x (B, L, C), w (C, k), bias (C,)
+        k, L = w.shape[1], x.shape[1]
+        xp = F.pad(x, (0, 0, k - 1, 0))  # (B, L + k - 1, C): k - 1 zeros in front
+        y = torch.addcmul(bias, xp[:, :L], w[:, 0])
+        for j in range(1, k):
+            y.addcmul_(xp[:, j : j + L], w[:, j])
+        ctx.save_for_backward(xp, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        xp, w = ctx.saved_tensors
+        k, L = w.shape[1], g.shape[1]
+        g_xp = torch.zeros_like(xp)
+        g_w = torch.empty_like(w)
+        for j in range(k):
+            g_xp[:, j : j + L].addcmul_(g, w[:, j])
+            g_w[:, j] = (g * xp[:, j : j + L]).sum((0, 1))
+        return g_xp[:, k - 1 :], g_w, g.sum((0, 1))
+
+
 class CausalConv(nn.Conv1d):
     """Depthwise causal conv over time on (B, L, C), with a step() over a buffer of the last k-1 inputs."""
 
@@ -29,10 +56,14 @@ class CausalConv(nn.Conv1d):
         super().__init__(channels, channels, k, groups=channels, padding=k - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y_t = bias + sum_j w_j * x_{t-k+1+j}: k shifted multiply-adds (on a CPU far faster than the
-        depthwise conv's backward for short sequences); conv_ref is nn.Conv1d's own form."""
+        """y_t = bias + sum_j w_j * x_{t-k+1+j}: k shifted multiply-adds (ShiftedSum; on a CPU far faster
+        than the depthwise conv's backward for short sequences); shifted_ref is the same with autograd,
+        conv_ref nn.Conv1d's own form."""
+        return ShiftedSum.apply(x, self.weight[:, 0, :], self.bias)
+
+    def shifted_ref(self, x: torch.Tensor) -> torch.Tensor:
         k, L = self.kernel_size[0], x.shape[1]
-        xp = F.pad(x, (0, 0, k - 1, 0))  # (B, L + k - 1, C): k - 1 zeros in front
+        xp = F.pad(x, (0, 0, k - 1, 0))
         w = self.weight[:, 0, :]  # (C, k)
         y = self.bias + xp[:, :L] * w[:, 0]
         for j in range(1, k):

@@ -1,6 +1,6 @@
 """A latent "thinker": one shared block updates latent slots for n_step steps, then queries read out.
 
-Ref: the "Th1nker" experiment log (shared/reference/thinker.md, section 1); ideas only, our code.
+Ref: the "Th1nker" experiment log (references/thinker.md, section 1); ideas only, our code.
 
 Glossary: B batch, L input length, d width, M n_latent (slots per step), S n_step, O output length.
 

@@ -18,7 +18,7 @@ from lib.models import bodies
 from lib.models.looped import Looped, LoopedConfig
 from lib.provenance import RETRAIN_STALE_ENV
 from lib.studies import looped
-from lib.sweep import checkpoint_for, train_missing
+from lib.sweep import checkpoint_for, run_identity, train_missing
 from lib.train import TrainConfig, finished, load_checkpoint
 
 
@@ -60,7 +60,8 @@ def training(profile: str) -> dict:
     """What training the whole family costs at `profile`, from its checkpoints: runs, runs present
     and finished, and the sum of their training minutes (evaluation excluded)."""
     todo = runs(profile)
-    saved = [(load_checkpoint(p), cfg) for c, t, cfg in todo if (p := checkpoint_for(looped.STUDY, c, t, cfg)).exists()]
+    saved = [(load_checkpoint(p, identity=run_identity(looped.STUDY, c, t, cfg)), cfg) for c, t, cfg in todo
+             if (p := checkpoint_for(looped.STUDY, c, t, cfg)).exists()]
     done = [s for s, cfg in saved if finished(s, cfg)]
     return {"runs": len(todo), "finished": len(done), "minutes": sum(s["train_seconds"] for s in done) / 60}
 

@@ -108,6 +108,7 @@ class GridSettings(Config):
     min_steps: int = 0
     device: str = "auto"
     workers: int = 1
+    batch_seeds: str = "auto"  # auto | true | false: seeds and lrs of a model as one batched model (lib.batched; auto: on CUDA)
 
     def __post_init__(self):
         object.__setattr__(self, "bodies", tuple(bodies.resolve(b, "bodies") for b in self.bodies))
@@ -120,6 +121,8 @@ class GridSettings(Config):
                 raise ValueError(f"levels: task {t!r} has no level {missing}; it has {sorted(TASKS[t])}")
         if not self.lrs or not self.seeds or self.params < 1000 or self.b < 2 or self.layers < 1:
             raise ValueError("need lrs and seeds, params >= 1000, b >= 2, layers >= 1")
+        if self.batch_seeds not in ("auto", "true", "false"):
+            raise ValueError(f"batch_seeds must be one of ['auto', 'false', 'true'], got {self.batch_seeds!r}")
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def solve_width(params_at: Callable[[int], int], target: int, widths=range(16, 1
 def train_config(s: GridSettings, lr: float, seed: int, grid_task: Entry | None = None) -> dict:
     """A run's TrainConfig keys; with s.converge_tol set, the convergence rule on `grid_task`'s metric."""
     cfg = dict(steps=s.steps, batch_size=s.batch_size, lr=lr, warmup_steps=s.warmup_steps, eval_every=eval_every(s.steps, s.evals),
-               device=s.device, seed=seed)
+               device=s.device, seed=seed, batch_seeds=s.batch_seeds)
     if s.converge_tol is not None and grid_task is not None:
         cfg.update(converge_metric=grid_task.metric, converge_mode=grid_task.mode, converge_tol=s.converge_tol,
                    converge_window=s.converge_window, min_steps=s.min_steps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lib import progress
 from lib.analysis import labels, reference
 from lib.analysis.stats import compare, fmt, seed_interval
 from lib.models.lm import LanguageModel, LMConfig
@@ -49,11 +50,12 @@ def train(p: dict, task: LMTask) -> Study:
     todo = [(c, task, TrainConfig.load({**t, "seed": s})) for c, t in plan for s in p["seeds"]]
     train_missing(LanguageModel, todo, STUDY, p["workers"], cost=lambda c: -c.n_layer)  # equal budgets: any order
     histories, models = [], {}
-    for c, tcfg in plan:
-        h, t = train_sweep(LanguageModel, [c], task, tcfg, seeds=p["seeds"], study=STUDY,
-                           columns=lambda c: {"arch": c.arch, "layers": c.n_layer, "d_model": c.d_model})
-        histories.append(h)
-        models.update(t)
+    with progress.Runs(len(todo)):  # one count of runs, with one ETA, over every model entry
+        for c, tcfg in plan:
+            h, t = train_sweep(LanguageModel, [c], task, tcfg, seeds=p["seeds"], study=STUDY,
+                               columns=lambda c: {"arch": c.arch, "layers": c.n_layer, "d_model": c.d_model})
+            histories.append(h)
+            models.update(t)
     history = pd.concat(histories, ignore_index=True)
     history["tokens"] = history["samples"] * p["ctx"]
     history["tokens_per_s"] = history["samples_per_s"] * p["ctx"]

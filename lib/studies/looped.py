@@ -25,7 +25,7 @@ from lib.config import Config
 from lib.curriculum import Ramp
 from lib.models.looped import Looped, LoopedConfig, keep_context
 from lib.studies import Study, eval_every, from_namespace
-from lib.sweep import checkpoint_for, train_sweep
+from lib.sweep import checkpoint_for, run_identity, train_sweep
 from lib.tasks.regression import InContextRegression, RegressionBatch, RegressionConfig, sample_xy, tokens
 from lib.train import TrainConfig, load_snapshots
 
@@ -67,7 +67,7 @@ class Settings(Config):
     snapshot_every: int = 0  # keep weight snapshots every N steps (for the loss-surface study)
     # how to run (not part of a run's identity)
     device: str = "auto"
-    compile: bool = False
+    compile: str | bool = "auto"  # auto | true | false (lib.device.resolve_compile)
     workers: int = 1  # CPU processes that train missing runs side by side
 
     def __post_init__(self):
@@ -269,5 +269,6 @@ def surface_loss(model, batch):
 def snapshots(study: Study, c: LoopedConfig, seed: int) -> list[dict]:
     """The weight snapshots a run kept during training (TrainConfig.snapshot_every), oldest first."""
     train = study.train_for(c) if study.train_for else study.train
-    path = checkpoint_for(STUDY, c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
-    return load_snapshots(path) if path.exists() else []
+    run = (c, study.task_for(c), TrainConfig.load({**train, "seed": seed}))
+    path = checkpoint_for(STUDY, *run)
+    return load_snapshots(path, identity=run_identity(STUDY, *run)) if path.exists() else []

@@ -1,6 +1,6 @@
 """Algorithmic sequence tasks on one vocabulary: the copy family and base-b addition.
 
-Ref: the "Th1nker" experiment log (shared/reference/thinker.md, section 2); ideas only.
+Ref: the "Th1nker" experiment log (references/thinker.md, section 2); ideas only.
 
 Vocabulary: ids 0..n_values-1 are values/digits (0 doubles as the blank of the copy family),
 then PAD, BASE ('@'), PLUS ('+'), EQ ('='). Copy family (values in 1..V-1, length L):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import Config
+from lib.progress import phase
 from lib.data.corpus import load_tinystories, stories_with_nats
 from lib.data.tokenizers import BPETokenizer, ByteTokenizer
 
@@ -89,12 +90,15 @@ class LMTask:
         self.cfg = cfg
         self._host_gen: torch.Generator | None = None  # see train_batch: only with an accelerator
         nats = None  # -log p of each generated story (the grammar knows it), for the entropy floor
+        if docs is None:
+            phase(f"corpus: {cfg.n_docs:,} documents ({cfg.corpus})")
         if docs is None and cfg.corpus == "stories":
             pairs = stories_with_nats(cfg.n_docs, cfg.seed)
             docs, nats = [t for t, _ in pairs], dict(pairs)
         elif docs is None:
             docs = load_tinystories(cfg.path or None, n=cfg.n_docs)
         self.train_docs, self.val_docs = split_documents(docs, cfg.val_frac, cfg.seed)
+        phase(f"tokenizer: {cfg.tokenizer}" + (f", {cfg.vocab:,} tokens at most, trained on {len(self.train_docs):,} documents" if cfg.tokenizer == "bpe" else ""))
         self.tok = ByteTokenizer() if cfg.tokenizer == "bytes" else BPETokenizer.train(self.train_docs, cfg.vocab)
         self.train_stream, self.val_stream = token_stream(self.train_docs, self.tok), token_stream(self.val_docs, self.tok)
         n = min(cfg.val_windows, (len(self.val_stream) - 1) // cfg.ctx)

@@ -1,6 +1,6 @@
 """In-context regression: a fresh random function per prompt, learned from the prompt alone.
 
-Ref: Garg et al. 2022; Yang et al. 2023 (arXiv 2311.12424); shared/reference/looped_transformers.md
+Ref: Garg et al. 2022; Yang et al. 2023 (arXiv 2311.12424); references/looped_transformers.md
 section 1. A prompt of k pairs is laid out as 2k tokens of width D (the model's input width):
 
     Z = [x_1, y~_1, x_2, y~_2, ..., x_k, y~_k],   y~_i = (y_i, 0, ..., 0)

@@ -1,7 +1,7 @@
 """Selective copying: fill in a masked answer listing the letters of an area in order.
 
 Ref: defgsus/nn-experiments, "Selective Copying" (2024-12-14); facts in
-shared/reference/selective_copy.md. One sample (n_items=4, area=14 for show;
+references/selective_copy.md. One sample (n_items=4, area=14 for show;
 the reference uses 10 letters A..J in an area of 40 blank cells):
 
     target  'A    D C  B   : ADCB'

@@ -1,6 +1,6 @@
 """Receptive-field pictures: how far an impulse in one input cell travels through each layer.
 
-Ref: shared/reference/selective_copy.md, section 4. A state (1, 3, S) of zeros holds a 1
+Ref: references/selective_copy.md, section 4. A state (1, 3, S) of zeros holds a 1
 at the centre cell (or cell 0, `from_left`). Every layer applies a bias-free Conv1d(3->3,
 k_i, dilation d_i, same padding) with weights 0.5*U[0,1) drawn from a generator reseeded
 with 23 for each layer; no activation, residual or norm (impulse propagation). Each state
