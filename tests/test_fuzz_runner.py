@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import run
+from lib import procs, run
 from lib.paths import CHECKPOINTS, NOTEBOOKS, ROOT
 
 SC, LOOPED, LMS = "selective_copy", "looped_vs_standard", "small_lms"
@@ -92,20 +92,8 @@ CASES = [
 
 
 def _procs_below(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.add(c)
-            todo.append(c)
-    return found
+    """Live (not zombie) processes below `pid`."""
+    return {p for p in procs.descendants(pid) if procs.alive(p)}
 
 
 def _checkpoints() -> set:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import run
+from lib import procs, run
 from lib.config import ConfigError
 from lib.notebooks import parameters_of, validate
 from lib.paths import CHECKPOINTS, ROOT
@@ -52,7 +52,7 @@ def test_failing_notebook_leaves_no_partial_report(tmp_path):
     out = tmp_path / "out"
     r = runner("selective_copy", "--config", str(tmp_path / "broken.yml"), out=out)
     assert r.returncode == 1
-    assert "error: notebook selective_copy failed in cell 7 " in r.stderr  # the receptive-field cell, counted from 1
+    assert "error: notebook selective_copy failed in cell 8 " in r.stderr  # the receptive-field cell, counted from 1 (after the hosted-install cell)
     assert not (out / "reports").exists() and not (out / "images").exists()
 
 
@@ -88,20 +88,8 @@ def test_every_config_matches_its_notebook_parameters():
 
 
 def _below(pid: int) -> set[int]:
-    """PIDs of every live process below `pid` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+    """PIDs of every process below `pid`."""
+    return procs.descendants(pid)
 
 
 def _alive(pids) -> list[int]:
