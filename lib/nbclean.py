@@ -6,8 +6,9 @@ language_info, widget state and editor metadata on cells. This filter turns any 
 committed form: no outputs or execution counts; notebook metadata `kernelspec` = python3 /
 "Python 3", `language_info` = {"name": "python"}, plus the project's own `seqlab` key; cell
 metadata `tags` only; papermill's injected-parameters cell removed; JSON written as nbformat
-writes it (sorted keys, indent 1, a final newline). So after Run All and save, `git status` stays
-clean unless a cell's source changed.
+writes it (sorted keys, indent 1, a final newline). With the filter, `git diff` is empty after Run All
+and save unless a cell's source changed (git still lists the file by its changed size until `git add`);
+with `pre_save_hook` below, JupyterLab writes the committed form itself and `git status` stays clean.
 
 Set up once per clone (the committed .gitattributes routes *.ipynb through it):
 
@@ -114,6 +115,16 @@ def dumps(nb: dict) -> str:
 
 def clean_text(text: str) -> str:
     return dumps(clean(json.loads(text)))
+
+
+def pre_save_hook(model: dict, **kwargs) -> None:
+    """jupyter_server's `ContentsManager.pre_save_hook`: JupyterLab writes a notebook in its committed
+    form, so after Run All and save the file on disk is byte for byte the committed one and `git status`
+    stays clean (the filter alone leaves git listing the file by its changed size until `git add`).
+    Outputs then live in the open session and in reports/, not on disk. Enabled with
+    `jupyter lab --ContentsManager.pre_save_hook=lib.nbclean.pre_save_hook`."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        model["content"] = clean(model["content"])
 
 
 def install(repo: Path) -> None:

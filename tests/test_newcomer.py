@@ -81,6 +81,40 @@ def test_jupyterlab_run_all_and_save_leaves_git_status_clean(tmp_path):
     assert subprocess.run(["git", "show", f":notebooks/{name}"], cwd=repo, capture_output=True, check=True).stdout == committed
 
 
+@pytest.mark.parametrize("hook", [True, False])
+def test_jupyterlab_with_the_save_hook_leaves_git_status_clean(tmp_path, hook):
+    """Saving through jupyter_server's own contents manager (what JupyterLab's save calls) with the
+    README's `pre_save_hook`: the file on disk is the committed one and `git status` is clean without
+    `git add`. Without the hook the same save is listed as modified."""
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    repo, rel = tmp_path / "clone", "notebooks/selective_copy.ipynb"
+    (repo / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / rel, repo / rel)
+    (repo / ".gitignore").write_text(".ipynb_checkpoints/\n")
+    git("init", "-q", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebook", cwd=repo)
+    committed = (repo / rel).read_bytes()
+
+    cm = FileContentsManager(root_dir=str(repo), **({"pre_save_hook": "lib.nbclean.pre_save_hook"} if hook else {}))
+    model = cm.get(rel)  # as JupyterLab opens it; then Run All in another kernel than the committed one
+    nb = model["content"]
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = i + 1
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"ran cell {i}\n")]
+        cell.metadata["execution"] = {"iopub.status.busy": "2026-12-03T10:00:00Z"}
+    cm.save({"type": "notebook", "format": "json", "content": nb}, rel)
+
+    status = git("status", "--porcelain", cwd=repo).strip()
+    if hook:
+        assert status == "" and (repo / rel).read_bytes() == committed
+    else:
+        assert status == f"M {rel}"
+
+
 def test_the_clean_filter_strips_what_editors_and_papermill_add():
     nb = json.loads((NOTEBOOKS / "selective_copy.ipynb").read_text())
     dirty = json.loads(json.dumps(nb))
