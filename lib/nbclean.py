@@ -52,6 +52,8 @@ import os, subprocess, sys
 if "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     REPO, COMMIT = "{repo}", "{commit}"
     HOME = os.path.expanduser("~/seqlab")
+    if "<" in REPO:
+        raise SystemExit("set REPO in this cell to your seqlab repository's URL (README, 'Colab and Kaggle')")
     try:
         if not os.path.isdir(HOME):
             subprocess.run(["git", "clone", "-q", REPO, HOME], check=True)

@@ -332,9 +332,16 @@ def test_every_notebook_opens_with_the_same_pinned_hosted_cell():
     assert all(source == nbclean.hosted_cell(repo, commit) for source in cells.values())
 
 
-def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None):
-    """Run the first cell as Colab/Kaggle would, with git/pip and lib.hosted recorded, not run."""
+PINNED_REPO = "https://example.org/seqlab.git"
+
+
+def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None, repo: str | None = PINNED_REPO):
+    """Run the first cell as Colab/Kaggle would, with git/pip and lib.hosted recorded, not run; the
+    committed cell pinned to `repo` (None: as committed)."""
     calls = []
+    source = hosted_cells()["small_lms"]
+    if repo is not None:
+        source = nbclean.hosted_cell(repo, nbclean.pinned(source)[1])
 
     def run(cmd, check=False, **kw):
         calls.append(cmd[:4])
@@ -351,7 +358,7 @@ def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None):
     monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(lib, "hosted", lambda: calls.append(["lib.hosted"]))
-    exec(hosted_cells()["small_lms"], {"__name__": "__main__"})
+    exec(source, {"__name__": "__main__"})
     return calls
 
 
@@ -359,10 +366,17 @@ def test_the_hosted_cell_installs_once_per_session_and_can_run_twice(monkeypatch
     assert exec_hosted_cell(monkeypatch, tmp_path, {}) == []  # JupyterLab, papermill, nbval: nothing
     calls = exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
     calls += exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})  # run twice
-    repo, commit = nbclean.pinned(hosted_cells()["small_lms"])
-    assert calls.count(["git", "clone", "-q", repo]) == 1
+    assert calls.count(["git", "clone", "-q", PINNED_REPO]) == 1
     assert calls.count(["git", "-C", str(tmp_path / "seqlab"), "fetch"]) == 2 and calls.count(["lib.hosted"]) == 2
     assert sum(c[1:4] == ["-m", "pip", "install"] for c in calls) == 2
+
+
+def test_an_unpinned_hosted_cell_asks_for_the_repository_url_before_any_download(monkeypatch, tmp_path):
+    repo = nbclean.pinned(hosted_cells()["small_lms"])[0]
+    if "<" not in repo:
+        pytest.skip(f"the notebooks are pinned to {repo}")
+    with pytest.raises(SystemExit, match="set REPO in this cell"):
+        exec_hosted_cell(monkeypatch, tmp_path, {"COLAB_RELEASE_TAG": "x"}, repo=None)
 
 
 def test_no_internet_in_the_hosted_cell_is_one_line_naming_the_toggle(monkeypatch, tmp_path):
