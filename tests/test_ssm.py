@@ -44,19 +44,23 @@ def scan_inputs(Bsz=2, L=7, E=5, N=3, seed=0, dtype=torch.float64):
     return x, delta, A, B, C
 
 
+def assert_scan_matches_reference(ins, w, out_tol: float, grad_tol: float) -> None:
+    """The fused scan against the (B, L, E, N) reference: outputs, and every input's gradient of sum(y * w)."""
+    a = [t.clone().requires_grad_() for t in ins]
+    b = [t.clone().requires_grad_() for t in ins]
+    y, y_ref = selective_scan(*a), selective_scan_ref(*b)
+    torch.testing.assert_close(y, y_ref, rtol=out_tol, atol=out_tol)
+    (y * w).sum().backward()
+    (y_ref * w).sum().backward()
+    for name, p, q in zip(["x", "delta", "A", "B", "C"], a, b):
+        torch.testing.assert_close(p.grad, q.grad, rtol=grad_tol, atol=grad_tol, msg=f"grad of {name}")
+
+
 @pytest.mark.parametrize("L", [1, 7, 24])
 def test_fused_selective_scan_equals_the_written_out_form_with_gradients(L):
     """SelectiveScan's hand-written backward against autograd through the (B, L, E, N) reference."""
     ins = scan_inputs(L=L)
-    a = [t.clone().requires_grad_() for t in ins]
-    b = [t.clone().requires_grad_() for t in ins]
-    w = torch.randn(2, L, 5, dtype=torch.float64)
-    y_fused, y_ref = selective_scan(*a), selective_scan_ref(*b)
-    torch.testing.assert_close(y_fused, y_ref, rtol=1e-12, atol=1e-12)
-    (y_fused * w).sum().backward()
-    (y_ref * w).sum().backward()
-    for name, p, q in zip(["x", "delta", "A", "B", "C"], a, b):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-10, msg=f"grad of {name}")
+    assert_scan_matches_reference(ins, torch.randn(2, L, 5, dtype=torch.float64), out_tol=1e-12, grad_tol=1e-10)
     assert torch.autograd.gradcheck(selective_scan, tuple(t.clone().requires_grad_() for t in scan_inputs(L=min(L, 4))))
 
 
@@ -92,15 +96,7 @@ def test_fused_scan_float32_matches_the_sequential_reference_with_gradients(L):
     """At float32, with the grid's state size, the fused scan stays within float rounding of the
     sequential (B, L, E, N) reference: outputs and every gradient."""
     ins = scan_inputs(Bsz=3, L=L, E=12, N=16, seed=1, dtype=torch.float32)
-    a = [t.clone().requires_grad_() for t in ins]
-    b = [t.clone().requires_grad_() for t in ins]
-    w = torch.randn(3, L, 12)
-    y, y_ref = selective_scan(*a), selective_scan_ref(*b)
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
-    (y * w).sum().backward()
-    (y_ref * w).sum().backward()
-    for name, p, q in zip(["x", "delta", "A", "B", "C"], a, b):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=f"grad of {name}")
+    assert_scan_matches_reference(ins, torch.randn(3, L, 12), out_tol=1e-5, grad_tol=1e-4)
 
 
 def test_scan_gradcheck():
