@@ -594,6 +594,17 @@ def finish(state: RunState, info: RunInfo, extra: dict[str, Any] | None, trained
     return history_frame(state, extra)
 
 
+def progress_bar(state: RunState, cfg: TrainConfig, desc: str):
+    """A bar toward the step where the run stops at the latest (the cap, or where `max_tokens` runs out),
+    labelled '(cap N)' when a rule (plateau, FLOP or time budget) may stop it earlier; it closes with
+    the run's stop reason."""
+    total = total_steps(cfg)
+    if cfg.max_tokens:
+        total = min(total, math.ceil(cfg.max_tokens / cfg.batch_size / state.tokens_per_sample))
+    may_stop_early = cfg.converge_metric is not None or cfg.max_minutes is not None or cfg.max_flops is not None
+    return bar(total, desc=desc, initial=state.step, stop=lambda: state.stop_reason, cap=may_stop_early)
+
+
 def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | None = None, desc: str = "",
           extra: dict[str, Any] | None = None, identity: dict | None = None) -> pd.DataFrame:
     """Train `model` on `task`, resuming from `checkpoint` when it exists (a finished run returns at
@@ -615,8 +626,7 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, checkpoint: Path | N
     model.train()
     if state.step == 0:
         evaluation_row(state, cfg, info, validation_metrics(model, net, task, cfg, amp), 0.0, 0)
-    step_at_start, pbar = state.step, bar(min(total_steps(cfg), math.ceil(cfg.max_tokens / cfg.batch_size / state.tokens_per_sample) if cfg.max_tokens else math.inf),
-                                          desc=desc, initial=state.step, stop=lambda: state.stop_reason, cap=cfg.converge_metric is not None or cfg.max_minutes is not None or cfg.max_flops is not None)
+    step_at_start, pbar = state.step, progress_bar(state, cfg, desc)
     loss_sum, n_loss, since, t0 = torch.zeros((), device=device), 0, state.step + 1, time.perf_counter()  # since: first step summed
     try:
         while state.stop_reason is None:
