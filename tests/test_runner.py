@@ -116,7 +116,7 @@ def _runner_training(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "lib.run", "selective_copy", "--config", str(tmp_path / "long.yml"),
                              "--out", str(tmp_path / "out")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     below, locks = set(), []
-    for _ in range(480):  # until a kernel below the runner holds a run lock
+    for _ in range(1200):  # until a kernel below the runner holds a run lock (up to 5 min on a loaded machine)
         time.sleep(0.25)
         below |= _below(proc.pid)
         locks = [p for p in (CHECKPOINTS / "selective_copy").glob("*.lock") if _lock_pid(p) in below]
