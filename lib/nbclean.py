@@ -44,25 +44,19 @@ _PIN = re.compile(r'^    REPO, COMMIT = "([^"]*)", "([^"]*)"$', re.M)
 
 
 def hosted_cell(repo: str, commit: str) -> str:
-    """Every notebook's first code cell: on Colab or Kaggle only, fetch this repository at `commit`,
-    install it and call lib.hosted(); elsewhere it does nothing. Running it twice is harmless."""
-    return f"""{HOSTED_MARK} (elsewhere nothing happens; safe to run twice): install seqlab at COMMIT and keep
-# checkpoints on Google Drive (Colab) or in /kaggle/working (Kaggle). README, "Colab and Kaggle".
+    """Every notebook's first code cell: on Colab or Kaggle only, pip clones this repository at `commit`
+    into ~/seqlab (an editable install; run again, pip updates that clone to the pin) and calls
+    lib.hosted(); elsewhere it does nothing."""
+    return f"""{HOSTED_MARK} (elsewhere nothing happens; safe to run twice): install seqlab at COMMIT into ~/seqlab and
+# keep checkpoints on Google Drive (Colab) or in /kaggle/working (Kaggle). README, "Colab and Kaggle".
 import os, subprocess, sys
 if "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     REPO, COMMIT = "{repo}", "{commit}"
-    HOME = os.path.expanduser("~/seqlab")
     if "<" in REPO:
         raise SystemExit("set REPO in this cell to your seqlab repository's URL (README, 'Colab and Kaggle')")
-    try:
-        if not os.path.isdir(HOME):
-            subprocess.run(["git", "clone", "-q", REPO, HOME], check=True)
-        subprocess.run(["git", "-C", HOME, "fetch", "-q", "origin", COMMIT], check=True)
-        subprocess.run(["git", "-C", HOME, "checkout", "-q", "FETCH_HEAD"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", HOME], check=True)
-    except subprocess.CalledProcessError as e:
-        raise SystemExit(f"{{e.cmd[:2]}} failed: no internet? (Kaggle: Settings, Internet on; it needs a verified phone)") from None
-    sys.path.insert(0, HOME)
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--src", os.path.expanduser("~"), "-e", f"git+{{REPO}}@{{COMMIT}}#egg=seqlab"]).returncode:
+        raise SystemExit("pip could not fetch REPO: no internet? (Kaggle: Settings, Internet on; it needs a verified phone)")
+    sys.path.insert(0, os.path.expanduser("~/seqlab"))
     import lib
     lib.hosted()"""
 

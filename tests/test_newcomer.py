@@ -335,21 +335,17 @@ def test_every_notebook_opens_with_the_same_pinned_hosted_cell():
 PINNED_REPO = "https://example.org/seqlab.git"
 
 
-def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None, repo: str | None = PINNED_REPO):
-    """Run the first cell as Colab/Kaggle would, with git/pip and lib.hosted recorded, not run; the
+def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: bool = False, repo: str | None = PINNED_REPO):
+    """Run the first cell as Colab/Kaggle would, with pip and lib.hosted recorded, not run; the
     committed cell pinned to `repo` (None: as committed)."""
     calls = []
     source = hosted_cells()["small_lms"]
     if repo is not None:
         source = nbclean.hosted_cell(repo, nbclean.pinned(source)[1])
 
-    def run(cmd, check=False, **kw):
-        calls.append(cmd[:4])
-        if fail and fail in cmd:
-            raise subprocess.CalledProcessError(128, cmd)
-        if cmd[:2] == ["git", "clone"]:
-            Path(cmd[-1]).mkdir(parents=True)
-        return subprocess.CompletedProcess(cmd, 0)
+    def run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if fail else 0)
 
     for key in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
         monkeypatch.delenv(key, raising=False)
@@ -362,13 +358,14 @@ def exec_hosted_cell(monkeypatch, tmp_path, env: dict, fail: str | None = None, 
     return calls
 
 
-def test_the_hosted_cell_installs_once_per_session_and_can_run_twice(monkeypatch, tmp_path):
+def test_the_hosted_cell_installs_the_pin_into_home_and_can_run_twice(monkeypatch, tmp_path):
     assert exec_hosted_cell(monkeypatch, tmp_path, {}) == []  # JupyterLab, papermill, nbval: nothing
     calls = exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
     calls += exec_hosted_cell(monkeypatch, tmp_path, {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})  # run twice
-    assert calls.count(["git", "clone", "-q", PINNED_REPO]) == 1
-    assert calls.count(["git", "-C", str(tmp_path / "seqlab"), "fetch"]) == 2 and calls.count(["lib.hosted"]) == 2
-    assert sum(c[1:4] == ["-m", "pip", "install"] for c in calls) == 2
+    commit = nbclean.pinned(hosted_cells()["small_lms"])[1]
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--src", str(tmp_path), "-e", f"git+{PINNED_REPO}@{commit}#egg=seqlab"]
+    assert calls == [pip, ["lib.hosted"], pip, ["lib.hosted"]]  # pip clones into ~/seqlab, then updates that clone
+    assert str(tmp_path / "seqlab") in sys.path
 
 
 def test_an_unpinned_hosted_cell_asks_for_the_repository_url_before_any_download(monkeypatch, tmp_path):
@@ -381,7 +378,7 @@ def test_an_unpinned_hosted_cell_asks_for_the_repository_url_before_any_download
 
 def test_no_internet_in_the_hosted_cell_is_one_line_naming_the_toggle(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="Kaggle: Settings, Internet on"):
-        exec_hosted_cell(monkeypatch, tmp_path, {"COLAB_RELEASE_TAG": "x"}, fail="clone")
+        exec_hosted_cell(monkeypatch, tmp_path, {"COLAB_RELEASE_TAG": "x"}, fail=True)
 
 
 def test_pin_rewrites_every_hosted_cell(tmp_path):
