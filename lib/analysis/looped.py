@@ -8,8 +8,15 @@ ratios are summarised on the log scale (geometric mean over seeds, 95 % t-interv
 when the whole interval is at most FLAT_MAX, 'diverges' when the whole interval is above
 DIVERGES_MIN, 'drifts' otherwise. The reference's own criterion past b is absolute (PAST_B_STAYS,
 in SE/d²): `past_b_verdict` judges it.
+
+A finding is data first (`Finding`: our classification, the reference-first verdict when it judges a
+reference claim, the numbers its sentence names) and prose second (`render`, one sentence per kind
+in SENTENCES); tests assert the data. The five notebooks' findings: lib/analysis/looped_findings.py.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +28,47 @@ LEARNED_MAX = reference.LEARNED.value
 FLAT_MAX = reference.FLAT.value
 DIVERGES_MIN = reference.DIVERGES.value
 CONVERGED_TARGET = reference.CONVERGED_TARGET.value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding of a study as data. `kind` names the sentence that renders it (SENTENCES);
+    `subject`: what it is about (a run, a pair of runs, a b); `ours`: our classification (a
+    stability or curve-shape word, a comparison's verdict, a count); `verdict`: the reference-first
+    judgement (label, reason, our value and its interval over seeds) when the finding judges a
+    reference claim, None for an observation; `facts`: the other values its sentence names."""
+    kind: str
+    subject: str
+    ours: str
+    verdict: labels.Verdict | None = None
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str | None:
+        return self.verdict.label if self.verdict else None
+
+
+class Prose(str):
+    """Markdown text that a notebook shows as Markdown when it is a cell's last expression."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+SENTENCES: dict[str, Callable[[Finding], str]] = {}
+
+
+def sentence(kind: str):
+    """Register the function that writes the sentence of a finding of `kind`."""
+    def register(fn):
+        SENTENCES[kind] = fn
+        return fn
+    return register
+
+
+def render(findings: list[Finding]) -> Prose:
+    """The findings as Markdown, one line (a list item) each."""
+    return Prose("\n".join(SENTENCES[f.kind](f) for f in findings))
 
 
 def stability_seeds(errors: pd.DataFrame, k: int, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
@@ -78,10 +126,24 @@ def reference_word(ours: str, theirs: str, seeds: int, finished: bool) -> str:
     not reproduced at this budget when ours is 'drifts' (the ratio's interval is neither wholly at
     most FLAT_MAX nor wholly above DIVERGES_MIN), the model did not learn, or there are fewer than
     MIN_SEEDS seeds; untested when there is no looped model to judge."""
+    return reference_label(ours, theirs, seeds, finished)[0]
+
+
+def reference_label(ours: str, theirs: str, seeds: int, finished: bool) -> tuple[str, str]:
+    """(label, reason) of reference_word."""
     if ours in ("untested", "not looped"):
-        return labels.UNTESTED
+        return labels.UNTESTED, f"no looped model that learned to judge ({ours})"
     holds = None if ours in ("did not learn", "drifts") else ours == theirs
-    return labels.derive(holds, seeds, finished, True)[0]
+    return labels.derive(holds, seeds, finished, True, f"ours {ours}, the reference's {theirs}")
+
+
+def word_verdict(claim: str, ours: str, theirs: str, seeds: int, finished: bool, value: float = float("nan"),
+                 interval: tuple[float, float] = (float("nan"), float("nan")), ref_metric: str = "",
+                 ref_horizon: str = "") -> labels.Verdict:
+    """The reference's word `theirs` (a stability or curve-shape word) against ours, as a Verdict
+    (labelled by reference_label); `value`, `interval`: our number behind `ours`."""
+    label, reason = reference_label(ours, theirs, seeds, finished)
+    return labels.Verdict(claim, ref_metric, ref_horizon, theirs, value, interval, seeds, finished, True, label, reason)
 
 
 def past_b_verdict(seeds: pd.DataFrame, run: str, n_dims: int, finished: bool, claim: str = "",
@@ -102,15 +164,27 @@ def plateau_end(history: pd.DataFrame, level: float = 0.5, metric: str = "val_er
     return first.reindex(pd.MultiIndex.from_frame(history[["run", "seed"]].drop_duplicates()))
 
 
+def learned(stab: pd.DataFrame, steps: int) -> Finding:
+    """Which runs learned (error at b <= LEARNED_MAX on every seed): ours 'all', 'none' or 'some'."""
+    bad = list(stab.loc[~stab["learned"], "run"])
+    ours = "all" if not bad else "none" if not stab["learned"].any() else "some"
+    return Finding("learned", "every run", ours, facts={"not learned": bad, "steps": steps})
+
+
+@sentence("learned")
+def _learned(f: Finding) -> str:
+    if f.ours == "all":
+        return f"- Every model learned the task (error at b ≤ {LEARNED_MAX} on every seed)."
+    if f.ours == "none":
+        return (f"- **No model learned the task** (error at b ≤ {LEARNED_MAX}) within {f.facts['steps']} steps: "
+                "every comparison below is between unlearned models and says nothing about the reference.")
+    bad = ", ".join(f"`{r}`" for r in f.facts["not learned"])
+    return f"- Did not learn (error at b > {LEARNED_MAX} on some seed; no stability verdict): {bad}."
+
+
 def learned_line(stab: pd.DataFrame, steps: int) -> str:
     """A finding line on which runs learned (error at b <= LEARNED_MAX on every seed)."""
-    if stab["learned"].all():
-        return f"- Every model learned the task (error at b ≤ {LEARNED_MAX} on every seed)."
-    bad = ", ".join(f"`{r}`" for r in stab.loc[~stab["learned"], "run"])
-    if not stab["learned"].any():
-        return (f"- **No model learned the task** (error at b ≤ {LEARNED_MAX}) within {steps} steps: "
-                "every comparison below is between unlearned models and says nothing about the reference.")
-    return f"- Did not learn (error at b > {LEARNED_MAX} on some seed; no stability verdict): {bad}."
+    return render([learned(stab, steps)])
 
 
 def still_falling(history: pd.DataFrame, run: str, metric: str = "val_error", window: int = 5) -> float:
@@ -127,50 +201,79 @@ def still_falling(history: pd.DataFrame, run: str, metric: str = "val_error", wi
 STILL_FALLING = reference.STILL_FALLING.value  # fell by more than this over its last 5 evaluations: still learning
 
 
-def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
-    """A finding line naming the runs (of `runs`, default all) that the step cap stopped while their
-    validation error was still falling by more than STILL_FALLING over the last 5 evaluations:
-    their error at b is an upper bound, not a converged value. None when there are none."""
+def unfinished(history: pd.DataFrame, runs=None) -> Finding | None:
+    """The runs (of `runs`, default all) that the step cap stopped while their validation error was
+    still falling by more than STILL_FALLING over the last 5 evaluations: their error at b is an
+    upper bound, not a converged value. facts['runs']: [(run, drop, last step)]; None when there are none."""
     runs = list(dict.fromkeys(history["run"])) if runs is None else list(runs)
     capped = []
     for r in runs:
         h = history[history.run == r]
         if len(h) and (h["stop_reason"] == "max_steps").any() and (drop := still_falling(history, r)) > STILL_FALLING:
-            capped.append(f"`{r}` (−{drop:.0%} at step {int(h['step'].max())})")
-    if not capped:
-        return None
+            capped.append((r, drop, int(h["step"].max())))
+    return Finding("unfinished", "every run", f"{len(capped)} still falling", facts={"runs": capped}) if capped else None
+
+
+@sentence("unfinished")
+def _unfinished(f: Finding) -> str:
     return ("- Still improving when the step cap stopped them (fall of the validation error over their last 5 "
-            "evaluations; their numbers are upper bounds, not converged values): " + ", ".join(capped) + ".")
+            "evaluations; their numbers are upper bounds, not converged values): "
+            + ", ".join(f"`{r}` (−{drop:.0%} at step {step})" for r, drop, step in f.facts["runs"]) + ".")
 
 
-def target_line(stab: pd.DataFrame, target: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> str:
+def unfinished_line(history: pd.DataFrame, runs=None) -> str | None:
+    """A finding line naming the runs `unfinished` finds; None when there are none."""
+    f = unfinished(history, runs)
+    return render([f]) if f else None
+
+
+def target(stab: pd.DataFrame, level: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> Finding:
     """The convergence target (reference.CONVERGED_TARGET): every standard TF and every looped model
-    with b >= 10 at error <= target at b (geometric mean over seeds); each miss says how it stopped and whether it was still
-    improving (then the step cap, not a plateau, is why)."""
+    with b >= 10 at error <= `level` at b (geometric mean over seeds). ours: 'met/held'. Each miss
+    (facts['missed']) says how it stopped and whether it was still improving (then the step cap,
+    not a plateau, is why), and names the runs of the same b that met the target ('peers')."""
     held = stab[(stab["b"] == 1) | (stab["b"] >= 10)]
-    if not len(held):
-        return f"- Convergence target (error ≤ {target} for standard TFs and looped b ≥ 10): no such model in this sweep."
-    met = held[held["error at b"] <= target]
-    missed = held[held["error at b"] > target]
-    text = f"- Convergence target (error at b ≤ {target} for standard TFs and looped b ≥ 10): met by {len(met)}/{len(held)}"
-    if len(missed):
-        parts = []
-        for _, r in missed.iterrows():
-            why, plateau = "", False
-            if history is not None:
-                h = history[history.run == r.run]
-                reasons = ", ".join(sorted(set(h["stop_reason"]))) if "stop_reason" in h else "?"
-                drop = still_falling(history, r.run)
-                plateau = not drop > STILL_FALLING  # (a NaN drop counts as a plateau, as before)
-                why = (f", stopped by {reasons}: on a plateau" if plateau else f", stopped by {reasons} at step "
-                       f"{int(h['step'].max())} while still falling {drop:.0%} over its last 5 evaluations: the step cap, not a plateau")
+    met, missed = held[held["error at b"] <= level], held[held["error at b"] > level]
+    misses = []
+    for _, r in missed.iterrows():
+        miss = {"run": r.run, "error": r["error at b"]}
+        if history is not None:
+            h = history[history.run == r.run]
+            drop = still_falling(history, r.run)
+            plateau = not drop > STILL_FALLING  # (a NaN drop counts as a plateau)
             peers = met[met["b"] == r["b"]]  # trained the same way (same b), and they reached the target
-            if plateau and len(peers):
-                why += ", where " + ", ".join(f"`{p.run}` ({p['error at b']:.3g})" for _, p in peers.iterrows()) + \
+            miss |= {"stopped by": ", ".join(sorted(set(h["stop_reason"]))) if "stop_reason" in h else "?",
+                     "step": int(h["step"].max()) if len(h) else None, "drop": drop, "plateau": plateau,
+                     "peers": [(p.run, p["error at b"]) for _, p in peers.iterrows()] if plateau else []}
+        misses.append(miss)
+    ours = f"{len(met)}/{len(held)}" if len(held) else "no such model"
+    return Finding("target", "convergence target", ours, facts={"level": level, "missed": misses})
+
+
+@sentence("target")
+def _target(f: Finding) -> str:
+    level = f.facts["level"]
+    if f.ours == "no such model":
+        return f"- Convergence target (error ≤ {level} for standard TFs and looped b ≥ 10): no such model in this sweep."
+    text = f"- Convergence target (error at b ≤ {level} for standard TFs and looped b ≥ 10): met by {f.ours}"
+    parts = []
+    for m in f.facts["missed"]:
+        why = ""
+        if "plateau" in m:
+            why = (f", stopped by {m['stopped by']}: on a plateau" if m["plateau"] else f", stopped by {m['stopped by']} at step "
+                   f"{m['step']} while still falling {m['drop']:.0%} over its last 5 evaluations: the step cap, not a plateau")
+            if m["peers"]:
+                why += ", where " + ", ".join(f"`{p}` ({e:.3g})" for p, e in m["peers"]) + \
                        " reached the target with the same training: the model, not the training, limits it"
-            parts.append(f"`{r.run}` ({r['error at b']:.3g}{why})")
+        parts.append(f"`{m['run']}` ({m['error']:.3g}{why})")
+    if parts:
         text += " — missed by " + "; ".join(parts)
     return text + "."
+
+
+def target_line(stab: pd.DataFrame, target_level: float = CONVERGED_TARGET, history: pd.DataFrame | None = None) -> str:
+    """The convergence target's finding line (`target`)."""
+    return render([target(stab, target_level, history)])
 
 
 RISE = reference.RISE.value  # a rise of the error by this factor after its minimum, as N grows: non-monotone

@@ -35,20 +35,47 @@ STILL_FALLING = Threshold("fall of the validation error over the last 5 evaluati
 RISE = Threshold("rise of the error after its minimum, as N grows, that makes a curve non-monotone, at least", 1.5, "×",
                  "project: the card gives no size for the first-N rise (§5b)")
 
+# §5a, past b: "b = 5 rises after about 5 loops to ≈0.35; b = 10 and 20 stay ≤ 0.01". The smallest
+# b it saw stay flat; its looped model below that b (b = 5) diverged.
+STAYS_FLAT_FROM = Threshold("smallest b the student report saw stay flat past b", 10, "loops", "looped_transformers.md §5a")
+
+
+def past_b_expected(b: int) -> str:
+    """The student report's stability word past b (§5a) for a looped model trained with `b` loops."""
+    return "stays flat" if b >= STAYS_FLAT_FROM.value else "diverges"
+
+
+# §5b, N-token masking: the shape of the error-vs-N curve per mask side. Last-N falls from the
+# predict-zero level to ≈0 at N = 31; first-N has a minimum of 0.03–0.05, then a rise at N ≈ 25–30.
+MASKING_SHAPE = {"first": "non-monotone", "last": "monotone"}
+
+# The project's tolerance for "the same predictions" in float32 (the learnable-lr model and its
+# folded twin): far below any error we report.
+FOLD_EXACT = Threshold("largest prediction gap between a model and its folded twin, below", 1e-4, "",
+                       "project: float32 round-off of one computation done two ways")
+
 # The student report, §5a: d = 10, k = 31, width 256, 20k steps. Its units: train loss / d,
 # and SE / d^2 at the last position (= our val_error / d).
-LOOPED_SEED_REPORT = [
+LOOPED_SEED_REPORT = pd.DataFrame([
     {"model": "TF L=12", "final train loss/d": "≈0.19", "SE/d² past b": "—"},
     {"model": "looped b=5", "final train loss/d": "≈0.38", "SE/d² past b": "rises after ~5 loops to ≈0.35"},
     {"model": "looped b=10", "final train loss/d": "≈0.28", "SE/d² past b": "stays ≤ 0.01"},
     {"model": "looped b≥15", "final train loss/d": "≈0.22–0.25", "SE/d² past b": "b=20 stays ≤ 0.01"},
-]
+])
 # The paper's numbers, §4 (d = 20, Fig. 2, 500 loops): error / d at k in-context examples.
-LOOPED_PAPER = [
+LOOPED_PAPER = pd.DataFrame([
     {"model": "TF L=12", "k=10": 0.519, "k=20": 0.0204, "k=30": 7.4e-4, "k=40": 4.8e-4},
     {"model": "looped L=1 (b=20, T=15)", "k=10": 0.519, "k=20": 0.0242, "k=30": 1.1e-3, "k=40": 7.8e-4},
     {"model": "least squares", "k=10": 0.515, "k=20": 1.5e-9, "k=30": 1e-13, "k=40": 1e-13},
-]
+])
+# §5d, per-loop evaluation (d = 10, width 256, noiseless LR), SE/d².
+LOOPED_MAMBA_REPORT = pd.DataFrame({
+    "model (reference, d = 10, width 256)": ["looped TF, min over loops", "looped Mamba, min over loops",
+                                             "looped TF b = 5 at 39 loops", "looped Mamba b = 5 at 39 loops"],
+    "SE/d²": [0.001, 0.005, 0.15, 0.06]})
+# §5e, the learnable "lr" (width 128, L = 1, noiseless LR, 15k steps, T = 20): SE/d² at exactly b loops.
+LOOP_LR_REPORT = pd.DataFrame({"b": [5, 10, 15], "plain (SE/d²)": [0.0067499, 0.0069544, 0.0032838],
+                               "lr (SE/d²)": [0.0013792, 0.0018558, 0.0008619]})
 
 # --- selective copying with dilated CNNs (selective_copy.md) ---
 
