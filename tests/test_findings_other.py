@@ -191,8 +191,7 @@ def test_small_lm_results_interpolate_equal_tokens():
 
 
 def test_small_lm_reference_rows_are_judged_only_at_their_width():
-    two = lambda d, **kw: lm_findings.findings(lm_findings.results(lm_history({"mixer": (0.50, 0.52), "gpt": (0.40, 0.41)}, d, **kw),
-                                                                   LMTask()), MEM)
+    two = lambda d: lm_findings.findings(lm_history({"mixer": (0.50, 0.52), "gpt": (0.40, 0.41)}, d), LMTask(), MEM)
     f = two(64)
     # our d = 64 has neither row's width: the d = 512 row is untested, the nearer d = 256 row not comparable
     assert [(d, v.label) for d, v in f.reference] == [(512, labels.UNTESTED), (256, labels.NOT_COMPARABLE)]
@@ -204,17 +203,17 @@ def test_small_lm_reference_rows_are_judged_only_at_their_width():
 
 def test_small_lm_reference_row_with_five_seeds():
     mixer_worse = {"mixer": (0.50, 0.52, 0.51, 0.53, 0.50), "gpt": (0.40, 0.41, 0.42, 0.40, 0.41)}
-    f = lm_findings.findings(lm_findings.results(lm_history(mixer_worse, 256), LMTask()), MEM)
+    f = lm_findings.findings(lm_history(mixer_worse, 256), LMTask(), MEM)
     assert dict(f.reference)[256].label == labels.REPRODUCED  # the reference's d = 256: the transformer ahead
     assert dict(f.reference)[512].label == labels.UNTESTED
     mixer_better = {"mixer": mixer_worse["gpt"], "gpt": mixer_worse["mixer"]}
     for stop, label in (("budget", labels.NOT_AT_BUDGET), ("converged", labels.CONTRADICTED)):
-        f = lm_findings.findings(lm_findings.results(lm_history(mixer_better, 256, stop=stop), LMTask()), MEM)
+        f = lm_findings.findings(lm_history(mixer_better, 256, stop=stop), LMTask(), MEM)
         assert dict(f.reference)[256].label == label
 
 
 def test_small_lm_findings_without_a_transformer_judge_no_reference_row():
-    f = lm_findings.findings(lm_findings.results(lm_history({"mixer": (0.5, 0.52), "ssd": (0.45, 0.46)}), LMTask()), MEM)
+    f = lm_findings.findings(lm_history({"mixer": (0.5, 0.52), "ssd": (0.45, 0.46)}), LMTask(), MEM)
     assert f.reference == () and f.equal_tokens is None and [(a, b) for a, b, _ in f.pairwise] == [("mixer", "ssd")]
     assert "Reference" not in lm_findings.render(f)
 

@@ -1,8 +1,8 @@
 """Findings of the small language models (notebooks/small_lms.ipynb): values and labels first, prose second.
 
-    res = results(history, task)      # one row per model: bits per character at the end of the budget and at equal tokens
-    found = findings(res, task, mem)  # the comparisons (lib.analysis.stats) and the reference's two rows, labelled
-    render(found)                     # the report's "What we found"
+    results(history, task)                # one row per model: bits per character at the end of the budget and at equal tokens
+    found = findings(history, task, mem)  # the comparisons (lib.analysis.stats) and the reference's two rows, labelled
+    render(found)                         # the report's "What we found"
 
 Also the measurements the findings read beside training: memory against context (`memory`) and
 the causality check on the trained models (`causality`).
@@ -68,14 +68,15 @@ def results(history: pd.DataFrame, task) -> pd.DataFrame:
     return out
 
 
-def results_table(results: pd.DataFrame) -> pd.DataFrame:
-    """`results` for the report: intervals as 'mean [lo, hi]' strings, fewer columns."""
-    return pd.DataFrame({"run": results.run, "params": results.params, "seeds": results.seeds, "steps": results.steps,
-                         "stop_reason": results.stop_reason, "train_minutes": results.train_minutes,
-                         "val_bpc [95 % CI]": results.bpc_ci.map(fmt), "above floor [95 % CI]": results.excess_ci.map(fmt),
-                         "bpc at equal tokens": results.bpc_equal_tokens_ci.map(fmt), "at_tokens": results.at_tokens,
-                         "minutes to leave unigram": results.minutes_to_leave_unigram,
-                         "nats/token": results.val_loss_nats_per_token})
+def results_table(history: pd.DataFrame, task) -> pd.DataFrame:
+    """results() for the report: intervals as 'mean [lo, hi]' strings, fewer columns."""
+    res = results(history, task)
+    return pd.DataFrame({"run": res.run, "params": res.params, "seeds": res.seeds, "steps": res.steps,
+                         "stop_reason": res.stop_reason, "train_minutes": res.train_minutes,
+                         "val_bpc [95 % CI]": res.bpc_ci.map(fmt), "above floor [95 % CI]": res.excess_ci.map(fmt),
+                         "bpc at equal tokens": res.bpc_equal_tokens_ci.map(fmt), "at_tokens": res.at_tokens,
+                         "minutes to leave unigram": res.minutes_to_leave_unigram,
+                         "nats/token": res.val_loss_nats_per_token})
 
 
 def memory(configs, contexts, task, device) -> pd.DataFrame:
@@ -155,15 +156,16 @@ def reference_verdicts(mixer: pd.Series, gpt: pd.Series, seeds: int) -> tuple[tu
     return tuple(out)
 
 
-def findings(results: pd.DataFrame, mem: pd.DataFrame) -> Findings:
-    """Every comparison with its seeds and intervals, and the reference's rows labelled, from results()
-    and the memory table (memory())."""
-    r = results.set_index("arch")
-    seeds = int(results["seeds"].min())
+def findings(history: pd.DataFrame, task, mem: pd.DataFrame) -> Findings:
+    """Every comparison with its seeds and intervals, and the reference's rows labelled, from the
+    training history (results()) and the memory table (memory())."""
+    res = results(history, task)
+    r = res.set_index("arch")
+    seeds = int(res["seeds"].min())
     pairwise = tuple((a, b, compare(r.loc[a, "bpc_seeds"], r.loc[b, "bpc_seeds"])) for a, b in PAIRS if a in r.index and b in r.index)
     both = {"mixer", "gpt"} <= set(r.index)
     big = mem[mem.context == mem.context.max()].set_index("run")["memory_mb"]
-    return Findings(results, seeds, str(results.sort_values("val_bpc").iloc[0].arch), pairwise,
+    return Findings(res, seeds, str(res.sort_values("val_bpc").iloc[0].arch), pairwise,
                     reference_verdicts(r.loc["mixer"], r.loc["gpt"], seeds) if both else (),
                     compare(r.loc["mixer", "bpc_equal_tokens_seeds"], r.loc["gpt", "bpc_equal_tokens_seeds"]) if both else None,
                     int(mem.context.max()), dict(big.items()))
