@@ -13,6 +13,7 @@ from lib.analysis import lm as lm_findings
 from lib.analysis import selective_copy as sc
 from lib.analysis import thinker
 from lib.analysis.stats import seed_interval
+from lib.analysis.thinker import NO_FALL
 
 # --- selective copy ---
 
@@ -132,10 +133,12 @@ def test_compute_claim_counts_cells_that_do_not_fall():
     latents, steps = [1, 2, 4], [1, 2, 3]
     acc = {(m, s): 0.1 * m + 0.05 * s for m in latents for s in steps}
     acc[4, 3] = 0.2  # one drop below its neighbours (4, 2) 0.5 and (2, 3) 0.35
+    acc[2, 1] = acc[1, 1]  # equal neighbours: no fall
+    acc[1, 3] = acc[1, 2] - NO_FALL / 2  # a fall within the tolerance: no fall
     grid = pd.DataFrame([{"n_latent": m, "n_step": s, "seed": 0, "val_token_acc": a, "trained": m <= 2 and s <= 2}
                          for (m, s), a in acc.items()])
     c = thinker.compute_claim(grid, "copy", 10, latents=[1, 2], n_steps=[1, 2])
-    assert c.rising == pytest.approx(10 / 12) and c.trained == (2, 2)  # 12 neighbour pairs, the two into (4, 3) fall
+    assert c.rising == pytest.approx(10 / 12) and c.trained == (2, 2)  # of 12 neighbour pairs only the two into (4, 3) fall
     assert c.best == ((4, 2), pytest.approx(0.5))
     assert c.inside == pytest.approx(np.mean([acc[m, s] for m in (1, 2) for s in (1, 2)]))
 
