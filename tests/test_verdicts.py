@@ -6,7 +6,6 @@ import pytest
 from lib.analysis import labels, reference
 from lib.analysis import looped as verdicts
 from lib.analysis.stats import bootstrap, compare, seed_interval
-from lib.analysis.thinker import copy_claim
 
 
 def test_seed_interval_covers_the_mean_and_has_no_spread_with_one_seed():
@@ -138,16 +137,6 @@ def test_curve_shape_finds_a_rise_after_the_minimum():
     assert bumpy["shape"] == "non-monotone" and bumpy["rise at N"] == 5 and bumpy["largest rise"] == pytest.approx(0.3 / 0.08)
 
 
-def test_copy_claim_reports_overlap_as_not_distinguishable():
-    final = pd.DataFrame({"curriculum": ["none"] * 3 + ["uniform"] * 3, "seed": [0, 1, 2] * 2,
-                          "val_token_acc": [0.90, 0.95, 1.0, 0.92, 0.97, 1.0]})
-    history = final.assign(step=100)
-    lines = copy_claim(final, history, ["none", "uniform"], length=20, steps=100, batch=64)
-    text = "\n".join(lines)
-    assert "descriptive only (3 seeds on a side" in text and f"**{labels.NOT_AT_BUDGET}**" in text
-    assert "**missed**" in text  # 1/3 uniform seeds at 1.000
-
-
 def test_a_missed_target_says_whether_the_cap_or_a_plateau_stopped_it():
     stab = pd.DataFrame([{"run": "falling", "b": 10, "error at b": 0.07}, {"run": "flat", "b": 1, "error at b": 0.2}])
     rows = [{"run": "falling", "seed": 0, "step": s, "val_error": 0.5 * 0.8 ** i, "stop_reason": "max_steps"} for i, s in enumerate(range(0, 1000, 100))]
@@ -170,37 +159,3 @@ def test_unfinished_runs_are_those_the_cap_stopped_while_still_falling():
     line = verdicts.unfinished_line(pd.DataFrame(rows))
     assert "`falling` (−67% at step 900)" in line and "`flat`" not in line and "`conv`" not in line
     assert verdicts.unfinished_line(pd.DataFrame(rows), runs=["flat"]) is None
-
-
-def test_small_lm_results_interpolate_equal_tokens_and_check_both_reference_rows():
-    import pandas as pd
-
-    from lib.studies import lm
-
-    rows = []
-    for arch, slope, seeds_bpc in (("mixer", 1.0, (0.50, 0.52)), ("gpt", 0.5, (0.40, 0.41))):
-        for seed, final in enumerate(seeds_bpc):
-            for step, tokens in ((0, 0), (10, 100), (20, 200)):
-                bpc = {0: 2.0, 10: 2.0 - slope, 20: final}[step]
-                rows.append({"run": f"{arch}-x", "arch": arch, "d_model": 64, "params": 1000, "seed": seed, "step": step,
-                             "tokens": tokens if arch == "gpt" else tokens * 2, "val_bpc": bpc, "val_loss": bpc,
-                             "train_minutes": step / 10, "stop_reason": "budget"})
-    history = pd.DataFrame(rows)
-
-    class Task:
-        floor_bpc = 0.1
-
-        def stats(self):
-            return {"unigram_bpc": 2.0}
-
-    res = lm.results(history, Task()).set_index("arch")
-    # common tokens = 200 (gpt's final); the mixer reached 200 tokens at its step 10: bpc 1.0, read by interpolation
-    assert res.loc["mixer", "bpc_equal_tokens"] == 1.0 and res.loc["gpt", "bpc_equal_tokens"] == 0.405
-    text = lm.findings(res.reset_index(), Task(), pd.DataFrame({"context": [8], "run": ["mixer-x"], "memory_mb": [1.0]}))
-    # our d = 64 has neither row's width: the d = 512 row is untested, the nearer d = 256 row not comparable
-    assert "d = 512" in text and f"**{labels.UNTESTED}**" in text and f"**{labels.NOT_COMPARABLE}**" in text
-    assert "**contradicted**" not in text and "**reproduced**" not in text
-    assert "descriptive only (2 seeds on a side, fewer than 5): mixer's mean is worse than gpt's" in text
-    res = lm.results(history.assign(d_model=256), Task())
-    text = lm.findings(res, Task(), pd.DataFrame({"context": [8], "run": ["mixer-x"], "memory_mb": [1.0]}))
-    assert f"Reference, d = 256 (transformer 2.02 vs mixer 2.15 val CE (nats/token), the transformer ahead): **{labels.NOT_AT_BUDGET}**" in text

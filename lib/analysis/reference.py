@@ -152,6 +152,36 @@ def small_lm_val(arch: str, d_model: int) -> float:
     return next(r[4] for r in SMALL_LMS if r[1:3] == (arch, d_model))
 
 
+# --- the latent thinker (thinker.md) ---
+
+# §5 "Curriculum" (d=16, 4 latents, 8 steps, L = 20): copy token accuracy on training batches, and
+# the iterations of batch THINKER_COPY_BATCH it took, as the card states them.
+THINKER_COPY_BATCH = 1024
+THINKER_COPY = {  # curriculum: (token accuracy, iterations, iterations as stated)
+    "none": (0.58, 65_000, "65k"),
+    "uniform": (1.00, 9_500, "~9.5k"),
+}
+# §5 "Base-16 addition, < 1000": (model, accuracy as stated), and the same in one line.
+THINKER_ADDITION = [
+    ("d 32, 8 latents, 2 steps", "0.97 (~4k it.; ~0.95 at 3k, 2 min on a T4)"),
+    ("d 16 (9k params), latents {4,8} x steps {1,4}", "0.96 / 0.97 / 0.97 / 0.98 (~10k it.)"),
+]
+THINKER_ADDITION_SUMMARY = "0.97 (width 32, ~4k iterations), 0.96–0.98 (width 16, 9k params, ~10k iterations)"
+# §5 "Sep 2024", cumsum at L = 10 with compute randomisation, maps of training-batch accuracy.
+THINKER_COMPUTE = "monotone rise 0.38 → 0.74 in phase 1, 0.97–1.00 everywhere in phase 2"
+
+
+def thinker_copy_table() -> pd.DataFrame:
+    """THINKER_COPY as the report prints it."""
+    return pd.DataFrame({"curriculum": list(THINKER_COPY), "reference accuracy (training batches)": [v[0] for v in THINKER_COPY.values()],
+                         f"reference iterations (batch {THINKER_COPY_BATCH})": [v[2] for v in THINKER_COPY.values()]})
+
+
+def thinker_addition_table() -> pd.DataFrame:
+    """THINKER_ADDITION as the report prints it."""
+    return pd.DataFrame(THINKER_ADDITION, columns=["reference model", "reference accuracy"])
+
+
 # --- the block x task grid's anchors ---
 
 # Published findings beside the grid's cells of the same task.
