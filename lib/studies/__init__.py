@@ -40,10 +40,10 @@ class Study:
     configs: list
     history: pd.DataFrame
     models: dict
-    train: dict = field(default_factory=dict)  # the TrainConfig keys every run used (seed aside)
+    train: TrainConfig | None = None  # the TrainConfig every run used (seed aside)
     seeds: list = field(default_factory=list)
     task_for: Any = None  # model config -> the task that run trained on (when runs differ, e.g. loop curricula)
-    train_for: Any = None  # model config -> its TrainConfig keys (when runs differ, e.g. their own step caps)
+    train_for: Any = None  # model config -> its TrainConfig (when runs differ, e.g. their own step caps)
 
     def model(self, cfg, seed: int | None = None):
         return self.models[cfg.name, self.seeds[0] if seed is None else seed]
@@ -62,8 +62,10 @@ class StudySettings(Config):
         train_config(run) -> TrainConfig   the training settings of one run (seed 0; a sweep sets
                                            each seed with dataclasses.replace(cfg, seed=s))
         dry_run() -> the same class        this profile's shapes and code paths with the work cut to
-                                           a few steps, one seed and a couple of runs, on the CPU;
-                                           start from super().dry_run()
+                                           a few steps, one seed and a couple of runs, on the CPU:
+                                           a subclass extends dry_changes() (start from
+                                           super().dry_changes()), applied in one replace, so the
+                                           cut settings are validated like any others
 
     and inherits the sweep backend below: `processes` trains missing runs in `workers` CPU
     processes; `ray` runs each as a Ray task on a local Ray or the cluster at `ray_address`, with
@@ -92,12 +94,14 @@ class StudySettings(Config):
         raise NotImplementedError(f"{type(self).__name__} has no train_config")
 
     def dry_run(self):
+        """These settings as a dry run: dry_changes() applied, validated again."""
+        return dataclasses.replace(self, **self.dry_changes())
+
+    def dry_changes(self) -> dict:
         """Local and small: on the CPU, one worker, no Ray, no compile (Triton and the C++ compiler
         take minutes per model; the compile path has its own test)."""
         local = {"device": "cpu", "workers": 1, "backend": "processes", "ray_address": None, "gpus_per_run": 0.0}
-        if "compile" in self.names():
-            local["compile"] = False
-        return dataclasses.replace(self, **local)
+        return {**local, "compile": False} if "compile" in self.names() else local
 
     def sweep_options(self) -> dict:
         """The keyword arguments of lib.sweep.train_sweep / train_missing that say how runs train."""
