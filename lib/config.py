@@ -48,7 +48,8 @@ def matches(value: Any, tp: Any) -> bool:
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return isinstance(value, (list, tuple)) and all(matches(v, args[0]) for v in value) if args else isinstance(value, (list, tuple))
     if origin is dict:
-        return isinstance(value, dict)
+        args = typing.get_args(tp)
+        return isinstance(value, dict) and (not args or all(matches(k, args[0]) and matches(v, args[1]) for k, v in value.items()))
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True

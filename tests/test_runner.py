@@ -32,7 +32,7 @@ def runner(*args, out: Path):
         (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['block_task_grid', 'latent_thinker'"),
         (["selective_copy", "--config", "configs/selective_copy/nope.yml"], None, "error: config file not found: configs/selective_copy/nope.yml"),
         (["selective_copy", "--config", "{cfg}"], "samples: 100\nlayerz: 3\n", "unknown key(s) ['layerz']"),
-        (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' is str; expected int"),
+        (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' (str); expected int"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, args, yaml, message):
