@@ -14,6 +14,10 @@ previous report untouched. Bad input (notebook name, config path, unknown key, w
 range, NaN, an unusable --out or temporary folder) is a one-line error and exit code 2, before any
 kernel starts (the notebook's settings class, lib.notebooks); a failing notebook, or a report that
 cannot be written, exits with 1. The processes, signals and locks are lib.procs'.
+
+A config's `backend: ray` (with `ray_address` for a cluster, `gpus_per_run`) trains the notebook's
+missing runs as Ray tasks, on a local Ray or on that cluster; every worker must see the checkpoint
+folder (SEQLAB_CHECKPOINTS). Any notebook's settings carry these keys (lib.studies.StudySettings).
 """
 from __future__ import annotations
 

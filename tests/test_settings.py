@@ -150,5 +150,5 @@ def test_settings_read_from_a_notebook_namespace_ignore_its_other_names():
     ns = {"steps": 7, "kinds": ["linear"], "iters_factor": 3, "np": object(), "sweep": [{"n_layer": 2}]}
     s = looped.settings(ns)
     assert type(s) is looped.Settings and s.steps == 7 and [c.name for c in s.model_configs()] == ["tf-L2"]
-    with pytest.raises(ConfigError, match=r"notebook parameters: Settings.steps = '7' \(str\); expected int"):
+    with pytest.raises(ConfigError, match=r"^notebook parameters: steps = '7' \(str\); expected int$"):
         looped.settings({"steps": "7"})

@@ -90,6 +90,11 @@ class StudySettings(Config):
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device = {self.device!r}; allowed ['auto', 'cpu', 'cuda']")
 
+    @classmethod
+    def load(cls, raw, *, where: str = "", label: str | None = ""):
+        """As Config.load; an error names the key alone (`where` names the notebook's config)."""
+        return super().load(raw, where=where, label=label)
+
     def train_config(self, run: str | None = None) -> TrainConfig:
         raise NotImplementedError(f"{type(self).__name__} has no train_config")
 
