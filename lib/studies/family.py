@@ -67,9 +67,10 @@ def training(profile: str) -> dict:
 
 def train(profile: str, workers: int = 2, backend: str = "processes", ray_address: str | None = None,
           gpus_per_run: float = 0.0) -> list[str]:
-    """Train every missing run of the family at `profile` side by side, longest first: in `workers`
-    processes, or as Ray tasks (backend 'ray', on a local Ray or the cluster at `ray_address`); the
-    notebooks then load them."""
+    """Train every missing run of the family at a profile side by side, longest first.
+
+    In `workers` processes, or as Ray tasks (backend 'ray', on a local Ray or the cluster at
+    `ray_address`); the notebooks then load them."""
     todo = runs(profile)
     print(f"{len(todo)} runs in the looped family at profile {profile!r}")
     return train_missing(Looped, todo, looped.STUDY, workers, cost=cost, backend=backend, ray_address=ray_address,
