@@ -152,3 +152,32 @@ def test_settings_read_from_a_notebook_namespace_ignore_its_other_names():
     assert type(s) is looped.Settings and s.steps == 7 and [c.name for c in s.model_configs()] == ["tf-L2"]
     with pytest.raises(ConfigError, match=r"^notebook parameters: steps = '7' \(str\); expected int$"):
         looped.settings({"steps": "7"})
+
+
+def test_every_study_hands_its_sweep_backend_to_lib_sweep(tmp_path, monkeypatch):
+    """`backend: ray` reaches lib.sweep's Ray path from each study's settings, with its address and
+    GPU share; here the Ray tasks run in this process (a local Ray's start-up is the runner test's)."""
+    from lib import sweep, train
+
+    monkeypatch.setattr(train, "CHECKPOINTS", tmp_path)
+    calls = []
+
+    def in_process(model_cls, todo, study, workers, threads, address, gpus_per_run):
+        calls.append((study, len(todo), workers, address, gpus_per_run))
+        return [sweep._train_in_worker(model_cls, *run, study, 1) for run in todo]
+
+    monkeypatch.setattr(sweep, "_train_with_ray", in_process)
+    ray = {"backend": "ray", "ray_address": "ray://head:10001", "gpus_per_run": 0.5, "workers": 2, "device": "cpu"}
+    sc = selective_copy.train(selective_copy.Settings(**ray, n_items=2, area=6, val_size=8, channels=8, samples=8, batch_size=4,
+                                                      sweep=[{"layers": 1, "kernel_size": 3}], evals=1))
+    th = thinker.copy_curricula(thinker.Settings(**ray, copy_length=4, copy_V=4, curricula=["none"], copy_d=8, copy_heads=2,
+                                                 copy_latents=2, copy_n_step=1, copy_steps=2, copy_batch=4, uniform_max_keep=4,
+                                                 train_max_keep=2, rand_length=4, rand_latents=[2], rand_n_steps=[1], val_size=8, evals=1))
+    small = lm.Settings(**ray, tokenizer="bytes", n_docs=20, ctx=16, val_windows=1, steps=2, batch_size=2, warmup_steps=0, evals=1,
+                        models=[{"arch": "gpt", "d_model": 16, "n_layer": 1, "n_head": 2}])
+    lms = lm.train(small, lm.make_task(small))
+    lp = looped.train(looped.Settings(**ray, steps=2, batch_size=4, val_size=8, evals=1), [{"n_layer": 1, "b": 2, "T": 2}], [0])
+    assert [c[:2] for c in calls] == [("selective_copy", 1), ("latent_thinker", 1), ("latent_thinker", 1), ("small_lms", 1), ("looped", 1)]
+    assert all(c[2:] == (2, "ray://head:10001", 0.5) for c in calls)
+    for study in (sc, th, lms, lp):  # the sequential pass loaded what the Ray tasks trained
+        assert study.models and study.history["step"].max() == 2
