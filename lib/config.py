@@ -48,7 +48,8 @@ def matches(value: Any, tp: Any) -> bool:
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return isinstance(value, (list, tuple)) and all(matches(v, args[0]) for v in value) if args else isinstance(value, (list, tuple))
     if origin is dict:
-        return isinstance(value, dict)
+        args = typing.get_args(tp)
+        return isinstance(value, dict) and (not args or all(matches(k, args[0]) and matches(v, args[1]) for k, v in value.items()))
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True
@@ -59,23 +60,26 @@ class Config:
     """Base for typed configs. Subclasses are `@dataclass(frozen=True)`."""
 
     @classmethod
-    def load(cls, raw: Mapping[str, Any], *, where: str = "") -> "Config":
+    def load(cls, raw: Mapping[str, Any], *, where: str = "", label: str | None = None) -> "Config":
+        """`label` names the config in an error (default: the class name; '' for none, when `where`
+        already says what the keys belong to)."""
+        label = cls.__name__ if label is None else label
         prefix = f"{where}: " if where else ""
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"{prefix}{cls.__name__} expects a mapping, got {type(raw).__name__}")
+            raise ConfigError(f"{prefix}{label or 'a config'} expects a mapping, got {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
         if bad := sorted(set(raw) - known):
-            raise ConfigError(f"{prefix}{cls.__name__}: unknown key(s) {bad}; allowed {sorted(known)}")
+            raise ConfigError(f"{prefix}{label + ': ' if label else ''}unknown key(s) {bad}; allowed {sorted(known)}")
         hints = typing.get_type_hints(cls)
         for key, value in raw.items():
             if not matches(value, hints[key]):
                 raise ConfigError(
-                    f"{prefix}{cls.__name__}.{key} = {value!r} ({type(value).__name__}); expected {type_name(hints[key])}"
+                    f"{prefix}{label + '.' if label else ''}{key} = {value!r} ({type(value).__name__}); expected {type_name(hints[key])}"
                 )
         try:
             return cls(**raw)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{prefix}{cls.__name__}: {e}") from None
+            raise ConfigError(f"{prefix}{label + ': ' if label else ''}{e}") from None
 
     @classmethod
     def sweep(cls, sweep: Any, **shared: Any) -> list:

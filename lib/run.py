@@ -12,8 +12,12 @@ scratch/ or --out, never into the repository's reports/. Everything is built in 
 and moved into place only when the notebook ran through and produced figures: a failure leaves the
 previous report untouched. Bad input (notebook name, config path, unknown key, wrong type, out of
 range, NaN, an unusable --out or temporary folder) is a one-line error and exit code 2, before any
-kernel starts; a failing notebook, or a report that cannot be written, exits with 1. The
-processes, signals and locks are lib.procs'.
+kernel starts (the notebook's settings class, lib.notebooks); a failing notebook, or a report that
+cannot be written, exits with 1. The processes, signals and locks are lib.procs'.
+
+A config's `backend: ray` (with `ray_address` for a cluster, `gpus_per_run`) trains the notebook's
+missing runs as Ray tasks, on a local Ray or on that cluster; every worker must see the checkpoint
+folder (SEQLAB_CHECKPOINTS). Any notebook's settings carry these keys (lib.studies.StudySettings).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import nbformat
 
 from lib import provenance
 from lib.config import ConfigError, OneLineParser, read_config
-from lib.notebooks import notebook_path, parameters_of, validate
+from lib.notebooks import load_settings, notebook_path, validate
 from lib.paths import CHECKPOINTS, CONFIGS, IMAGES, NOTEBOOKS, REPORTS, ROOT, git_revision
 from lib.procs import Terminated, environment, execute, locked, signals_raise
 from lib.report import OUT_ENV
@@ -117,58 +121,18 @@ def header(name: str, profile: str, config: Path, params: dict, overrides: dict,
     )
 
 
-# --dry-run: the profile's shapes (widths, lengths, batch sizes, task sizes) and code paths, with the
-# amount of work cut to a few steps, one seed and two runs of each sweep, on the CPU.
-DRY_SCALARS = {"evals": 1, "iters_factor": 2, "resolution": 3, "copy_resolution": 3, "hessian_iters": 2, "val_size": 64,
-               "surface_batch": 16, "n_docs": 300, "val_windows": 2, "n_show": 2, "sample_tokens": 8, "large_resolution": 3,
-               "add_limit": 50, "batch_size": 4, "copy_batch": 8, "add_batch": 8, "warmup_steps": 0, "min_steps": 0, "copy_warmup": 0, "add_warmup": 0,
-               "params": 3000}
-DRY_SET = {"n_pairs_step": 10, "multiples": [1, 2]}  # coarser masking sweeps
-DRY_LISTS = {"copy_runs": 0, "memory_contexts": 1, "eval_latents": 2, "eval_n_steps": 2, "add_widths": 1, "kinds": 1, "receptive_field_specs": 1,
-             "tasks": 2, "levels": 1, "lrs": 1}
-
-
-def dry_run(params: dict, defaults: dict, notebook: str = "") -> dict:
-    """The parameters of a dry run of this profile (see DRY_SCALARS, DRY_LISTS, DRY_SET): each sweep
-    keeps its first and last run, plus whatever runs the notebook's requirements need."""
-    from lib.config import expand
-    from lib.notebooks import REQUIRES
-
-    p = dict(params)
-    for key, value in {**defaults, **params}.items():
-        if key in DRY_SCALARS and isinstance(value, int) and not isinstance(value, bool):
-            p[key] = min(value, DRY_SCALARS[key])
-        elif key in DRY_LISTS and isinstance(value, list):
-            p[key] = value[: DRY_LISTS[key]]
-        elif key.endswith("seeds") and isinstance(value, list) and value:
-            p[key] = value[:1]
-        elif key.endswith("steps") and isinstance(value, int) and not isinstance(value, bool):
-            p[key] = min(value, 2)
-        elif key == "samples":
-            p[key] = 2 * {**defaults, **params}.get("batch_size", 64)
-    for key, value in DRY_SET.items():
-        if key in p or key in defaults:
-            p[key] = value
-    if "sweep" in p or "sweep" in defaults:
-        runs = expand(p.get("sweep", defaults["sweep"]))
-        p["sweep"] = runs if len(runs) <= 2 else [runs[0], runs[-1]]
-        for needs, _ in REQUIRES.get(notebook, []):
-            if not needs({**defaults, **p}):
-                extra = next((r for r in runs if needs({**defaults, **p, "sweep": p["sweep"] + [r]})), None)
-                if extra is not None:
-                    p["sweep"] = p["sweep"] + [extra]
-    if "models" in p:
-        p["models"] = [{**m, "steps": 2} if "steps" in m else m for m in p["models"][:2]]
-    if p.get("large_run"):  # the large surface is drawn for a run the cut sweep still has
-        from lib.notebooks import MODEL_CONFIGS
-
-        p["large_run"] = MODEL_CONFIGS["loss_surface"]({**defaults, **p})[0].name
-    p["device"] = "cpu"
-    if "compile" in p or "compile" in defaults:
-        p["compile"] = False  # Triton and the C++ compiler: minutes per model; the compile path has its own test
-    if "workers" in p or "workers" in defaults:
-        p["workers"] = 1
-    return p
+def dry_run(params: dict, nb_path: Path, where: str = "config") -> dict:
+    """The parameters of a dry run of this profile (--dry-run): its shapes and code paths with the
+    amount of work cut to a few steps, one seed and a couple of runs of each sweep, on the CPU. The
+    notebook's settings class says what to cut (StudySettings.dry_run); the keys it changes are
+    added to the config's."""
+    local = {**params, "device": "cpu"} if params.get("device") == "cuda" else params  # a gpu profile, dry on any machine
+    settings = load_settings(local, nb_path, where)
+    if settings is None:
+        raise ConfigError(f"--dry-run: notebook {nb_path.stem} names no settings class in its metadata (seqlab.settings), "
+                          "so nothing says how to cut its work")
+    before, after = settings.parameters(), settings.dry_run().parameters()
+    return {**local, **{k: v for k, v in after.items() if v != before[k]}}
 
 
 def profile_of(name: str, config: Path, explicit: str | None = None) -> str | None:
@@ -298,7 +262,7 @@ def run(name: str, config: Path, show_code: bool = False, min_figures: int = 1, 
     nb_path = notebook_path(name)
     params, overrides = read_config(config)
     if dry:
-        params = dry_run({**params, **({"device": "cpu"} if params.get("device") == "cuda" else {})}, parameters_of(nb_path), name)
+        params = dry_run(params, nb_path, where=str(config))
     validate(params, nb_path, where=str(config))
     profile = profile_of(name, config, profile)
     out = out_folder(out, profile, dry)

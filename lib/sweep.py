@@ -170,7 +170,7 @@ def train_sweep(
     model_cls: Callable[..., nn.Module],
     configs: list,
     task: Any = None,
-    train_cfg: dict | None = None,
+    train_cfg: TrainConfig | None = None,
     *,
     seeds: list[int],
     study: str,
@@ -183,7 +183,8 @@ def train_sweep(
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], nn.Module]]:
     """Returns (history of every run, one row per evaluation; {(run name, seed): trained model}).
 
-    Every run trains on `task`, or on `task_for(model config)` when a run needs its own (e.g. a
+    Every run trains with `train_cfg` (its seed replaced by each of `seeds`; a mapping of
+    TrainConfig keys is loaded as one) on `task`, or on `task_for(model config)` when a run needs its own (e.g. a
     loop curriculum that depends on the model's b). `workers` > 1 trains the missing runs in
     parallel processes (CPU only; ignored on a GPU); backend="ray" runs each missing run as a Ray
     task on this machine or the cluster at `ray_address` (train_missing).
@@ -195,7 +196,8 @@ def train_sweep(
     if not configs or not seeds:
         raise ValueError(f"a sweep needs at least one model config and one seed; got {len(configs)} configs and seeds {seeds}")
     check_seeds(seeds)
-    runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), TrainConfig.load({**(train_cfg or {}), "seed": seed}))
+    base = TrainConfig() if train_cfg is None else train_cfg if isinstance(train_cfg, TrainConfig) else TrainConfig.load(train_cfg)
+    runs = [(mcfg, copy.deepcopy(task if task_for is None else task_for(mcfg)), dataclasses.replace(base, seed=seed))
             for mcfg in configs for seed in seeds]
     train_missing(model_cls, runs, study, workers, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
     device = devices.pick(runs[0][2].device)

@@ -5,6 +5,7 @@ training identity, so a refactor that changed any hashed field (a renamed body, 
 config, a task spec that grew) would silently orphan every trained run. The values below were
 computed with the code that trained the committed reports; each must stay as it is.
 """
+import dataclasses
 import hashlib
 import types
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 
 from lib.config import read_config
-from lib.notebooks import profile_parameters
+from lib.notebooks import profile_parameters, profile_settings
 from lib.paths import CONFIGS
 from lib.studies import family, grid, lm, looped, selective_copy, thinker
 from lib.sweep import checkpoint_for
-from lib.tasks.algorithmic import Algorithmic, AlgorithmicConfig
+from lib.tasks.algorithmic import Algorithmic
 from lib.train import TrainConfig
 
 
@@ -90,17 +91,15 @@ def test_small_lm_run_ids(profile, monkeypatch):
     monkeypatch.setattr(lm, "LMTask", lambda cfg: types.SimpleNamespace(spec=(cfg,), vocab_size=vocab))
     p = profile_parameters("small_lms", profile)
     task = lm.make_task(p)
-    names = [checkpoint_for(lm.STUDY, c, task, TrainConfig.load({**t, "seed": p["seeds"][0]})).name for c, t in lm.runs(p, task)]
+    names = [checkpoint_for(lm.STUDY, c, task, dataclasses.replace(t, seed=p["seeds"][0])).name for c, t in lm.runs(p, task)]
     assert names == expected
 
 
 def test_latent_thinker_copy_run_ids():
-    p = profile_parameters("latent_thinker", "cpu")
-    task_cfg = AlgorithmicConfig(task="copy", V=p["copy_V"], length=p["copy_length"], val_size=p["val_size"])
-    model = thinker.copy_model(p, p["copy_length"])
-    cfg = TrainConfig.load({**thinker.train_config(p, p["copy_steps"], p["copy_lr"], p["copy_batch"], p["copy_warmup"]), "seed": 0})
-    names = [checkpoint_for(thinker.STUDY, model, Algorithmic(task_cfg, lengths=thinker.curriculum(p, cur, p["copy_length"])), cfg).name
-             for cur in p["curricula"]]
+    s = profile_settings("latent_thinker", "cpu")
+    model, cfg = s.copy_model(s.copy_length), s.train_config("copy")
+    names = [checkpoint_for(thinker.STUDY, model, Algorithmic(s.copy_task(), lengths=thinker.curriculum(s, cur, s.copy_length)), cfg).name
+             for cur in s.curricula]
     assert names == ["thinker-d32-m4-s8-s0-01dd7824d2.pt", "thinker-d32-m4-s8-s0-5394d202fe.pt", "thinker-d32-m4-s8-s0-45155d5734.pt"]
 
 
@@ -114,8 +113,8 @@ SELECTIVE_COPY = {
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_selective_copy_run_ids(profile, any_device):
-    p = profile_parameters("selective_copy", profile)
-    task, configs, tcfg = selective_copy.runs(p)
-    names = [checkpoint_for(selective_copy.STUDY, c, task, TrainConfig.load({**tcfg, "seed": 0})).name for c in configs]
+    s = profile_settings("selective_copy", profile)
+    task, configs = selective_copy.make_task(s), s.model_configs()
+    names = [checkpoint_for(selective_copy.STUDY, c, task, s.train_config()).name for c in configs]
     assert not set(SELECTIVE_COPY[profile]) - set(names), f"missing {sorted(set(SELECTIVE_COPY[profile]) - set(names))}"
     assert len(names) == {"cpu": 4, "gpu": 23}[profile]

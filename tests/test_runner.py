@@ -32,7 +32,7 @@ def runner(*args, out: Path):
         (["no_such_study", "--config", str(SMOKE)], None, "error: no notebook 'no_such_study'; available: ['block_task_grid', 'latent_thinker'"),
         (["selective_copy", "--config", "configs/selective_copy/nope.yml"], None, "error: config file not found: configs/selective_copy/nope.yml"),
         (["selective_copy", "--config", "{cfg}"], "samples: 100\nlayerz: 3\n", "unknown key(s) ['layerz']"),
-        (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' is str; expected int"),
+        (["selective_copy", "--config", "{cfg}"], "samples: many\n", "samples = 'many' (str); expected int"),
     ],
 )
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, args, yaml, message):
@@ -71,6 +71,40 @@ def test_smoke_profile_writes_report_figures_and_table(tmp_path):
             "samples_per_s", "train_minutes", "device"} <= set(df.columns)
     assert sorted(df["run"].unique()) == ["l2-ks3-dil1-2-ch16", "l2-ks3-dil1-ch16"]
     assert "## What we found" in md and "Traceback" not in md
+
+
+def _with_env(entry: str) -> list[int]:
+    """Live processes whose environment holds `entry` ('NAME=value')."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes().split(b"\0") and procs.alive(int(environ.parent.name)):
+                found.append(int(environ.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_profile_trains_its_runs_as_ray_tasks_through_the_runner(tmp_path):
+    """`backend: ray` in a notebook's config: its kernel trains the missing runs as Ray tasks on a
+    local Ray, into the checkpoint folder; the report is written as with processes, and nothing of
+    Ray outlives the runner."""
+    (tmp_path / "ray.yml").write_text(SMOKE.read_text() + "backend: ray\nworkers: 2\n")
+    ckpt = tmp_path / "ckpt"
+    env = {**os.environ, "SEQLAB_CHECKPOINTS": str(ckpt), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "lib.run", "selective_copy", "--config", str(tmp_path / "ray.yml"), "--out",
+                        str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if "The current node timed out during startup" in r.stderr:  # Ray's own 30 s limit, on a machine loaded by others
+        pytest.skip("Ray could not start a local node within its 30 s on this machine")
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "out/reports/selective_copy.md").read_text()
+    assert "trained 2 runs as Ray tasks of " in md and "| profile | `none`" in md
+    assert len(list((ckpt / "selective_copy").glob("*.pt"))) == 2
+    for _ in range(120):  # Ray's processes stop with the kernel that started them
+        if not _with_env(f"SEQLAB_CHECKPOINTS={ckpt}"):
+            break
+        time.sleep(0.5)
+    assert not _with_env(f"SEQLAB_CHECKPOINTS={ckpt}")
 
 
 def test_every_config_matches_its_notebook_parameters():

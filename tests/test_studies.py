@@ -64,24 +64,26 @@ def test_the_family_run_list_has_each_run_once():
 def test_a_runs_own_step_cap_sets_its_schedule_and_evals_and_only_its_own():
     s = looped.Settings(steps=100, evals=4, steps_for={"looped-L1-b10-T10": 400})
     own, shared = s.train_config("looped-L1-b10-T10"), s.train_config("tf-L4")
-    assert (own["steps"], own["eval_every"]) == (400, 100) and (shared["steps"], shared["eval_every"]) == (100, 25)
-    assert shared == s.train_config()
+    assert (own.steps, own.eval_every) == (400, 100) and (shared.steps, shared.eval_every) == (100, 25)
+    assert shared == s.train_config() and dataclasses.replace(shared, seed=3).seed == 3
     with pytest.raises(ValueError, match="steps_for"):
         looped.Settings(steps_for={"tf-L4": 0})
 
 
 def test_step_caps_key_the_checkpoint_and_name_only_runs_of_the_family(monkeypatch):
     from lib.sweep import checkpoint_for
-    from lib.train import TrainConfig
 
     s = looped.Settings(steps=100, steps_for={"tf-L4": 300})
     task = looped.make_task(s)
     c = looped.model_configs(s, [{"n_layer": 4}])[0]
-    key = lambda cfg: checkpoint_for(looped.STUDY, c, task, TrainConfig.load({**cfg, "seed": 0}))
+    key = lambda cfg: checkpoint_for(looped.STUDY, c, task, cfg)
     assert c.name == "tf-L4" and key(s.train_config(c.name)) != key(s.train_config())
+    with pytest.raises(ValueError, match=r"steps_for names no run of the looped family: \['tf-L99'\]; its runs: \[.*'tf-L2'"):
+        looped.Settings(steps_for={"tf-L99": 5})  # no notebook of the family has a 99-layer TF
     import lib.notebooks as nbs
 
-    original = nbs.profile_parameters
-    monkeypatch.setattr(nbs, "profile_parameters", lambda nb, profile: {**original(nb, profile), "steps_for": {"tf-L99": 5}})
-    with pytest.raises(ValueError, match="tf-L99"):
+    # tf-L12 is a run of the family's gpu profile, not of its cpu one: the cpu run list refuses a cap for it
+    original = nbs.profile_settings
+    monkeypatch.setattr(nbs, "profile_settings", lambda nb, profile: dataclasses.replace(original(nb, profile), steps_for={"tf-L12": 5}))
+    with pytest.raises(ValueError, match="steps_for at profile 'cpu' names no run of the family: \\['tf-L12'\\]"):
         family.runs("cpu")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 
 from lib import notebooks
@@ -18,25 +19,23 @@ from lib.models import bodies
 from lib.models.looped import Looped, LoopedConfig
 from lib.provenance import RETRAIN_STALE_ENV
 from lib.studies import looped
-from lib.sweep import checkpoint_for, run_identity, train_missing
-from lib.train import TrainConfig, finished, load_checkpoint
+from lib.sweep import BACKENDS, checkpoint_for, run_identity, train_missing
+from lib.train import finished, load_checkpoint
 
 
 def runs(profile: str) -> list:
     """Every (model config, task, TrainConfig) the family's notebooks need at `profile`, once each."""
     out, seen, named, asked = [], set(), set(), set()
     for nb in looped.FAMILY:
-        p = notebooks.profile_parameters(nb, profile)
-        s = looped.settings(p)
-        points = p.get("mask_points")
-        for kind in p.get("kinds", [s.kind]):
+        s = notebooks.profile_settings(nb, profile)
+        points = s.points_trained()
+        for kind in s.kinds_trained():
             task = looped.make_task(s, kind, points)
-            for c in looped.model_configs(s, p["sweep"], points):
+            for c in looped.model_configs(s, s.sweep, points):
                 named.add(c.name)
-                seeds = p["seeds"] if c.looped or not p.get("plain_seeds") else p["plain_seeds"]
-                for seed in seeds:
+                for seed in s.seeds_for(c):
                     run = (c, copy.deepcopy(looped.loop_curriculum(task, s.loops_ramp)(c)),
-                           TrainConfig.load({**s.train_config(c.name), "seed": seed}))
+                           dataclasses.replace(s.train_config(c.name), seed=seed))
                     key = checkpoint_for(looped.STUDY, *run)
                     if key not in seen:
                         seen.add(key)
@@ -66,21 +65,28 @@ def training(profile: str) -> dict:
     return {"runs": len(todo), "finished": len(done), "minutes": sum(s["train_seconds"] for s in done) / 60}
 
 
-def train(profile: str, workers: int = 2) -> list[str]:
-    """Train every missing run of the family at `profile` in `workers` processes, longest first:
-    the notebooks then load them."""
+def train(profile: str, workers: int = 2, backend: str = "processes", ray_address: str | None = None,
+          gpus_per_run: float = 0.0) -> list[str]:
+    """Train every missing run of the family at a profile side by side, longest first.
+
+    In `workers` processes, or as Ray tasks (backend 'ray', on a local Ray or the cluster at
+    `ray_address`); the notebooks then load them."""
     todo = runs(profile)
     print(f"{len(todo)} runs in the looped family at profile {profile!r}")
-    return train_missing(Looped, todo, looped.STUDY, workers, cost=cost)
+    return train_missing(Looped, todo, looped.STUDY, workers, cost=cost, backend=backend, ray_address=ray_address,
+                         gpus_per_run=gpus_per_run)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m lib.studies.family", description=train.__doc__.splitlines()[0])
     ap.add_argument("profile")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--backend", choices=BACKENDS, default="processes")
+    ap.add_argument("--ray-address", default=None, help="a Ray cluster ('auto', 'host:port', 'ray://host:10001'); default: a local Ray")
+    ap.add_argument("--gpus-per-run", type=float, default=0.0)
     ap.add_argument("--retrain-stale", action="store_true",
                     help="also retrain finished runs whose model/task/training code changed since they were trained")
     args = ap.parse_args()
     if args.retrain_stale:
         os.environ[RETRAIN_STALE_ENV] = "1"  # read by train() here and in the spawned workers
-    train(args.profile, args.workers)
+    train(args.profile, args.workers, args.backend, args.ray_address, args.gpus_per_run)
