@@ -65,19 +65,48 @@ def test_fused_selective_scan_equals_the_written_out_form_with_gradients(L):
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
-def test_causal_conv_shifted_sum_equals_conv1d(k):
-    """ShiftedSum's written-out backward against autograd through nn.Conv1d and the plain shifted sum."""
+@pytest.mark.parametrize("L", [2, 10])
+@pytest.mark.parametrize("time_dim", [1, 0])
+def test_causal_conv_shifted_sum_equals_conv1d(k, L, time_dim):
+    """ShiftedSum's written-out backward against autograd through nn.Conv1d and the plain shifted sum,
+    batch-major (B, L, C) and time-major (L, B, C), including sequences shorter than the kernel."""
     torch.manual_seed(0)
     conv = CausalConv(6, k).double()
-    x = torch.randn(3, 10, 6, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(3, 10, 6, dtype=torch.float64)
+    x = torch.randn(3, L, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, L, 6, dtype=torch.float64)
     params = [x, conv.weight, conv.bias]
-    torch.testing.assert_close(conv(x), conv.conv_ref(x), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(conv(x), conv.shifted_ref(x), rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad((conv(x) * w).sum(), params)
+
+    def ours(x):  # batch-major in and out, whatever the layout inside
+        return conv(x.transpose(0, 1), time_dim=0).transpose(0, 1) if time_dim == 0 else conv(x)
+
+    torch.testing.assert_close(ours(x), conv.conv_ref(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours(x), conv.shifted_ref(x), rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((ours(x) * w).sum(), params)
     for ref in (conv.conv_ref, conv.shifted_ref):
         for name, g, g_ref in zip(["x", "weight", "bias"], grads, torch.autograd.grad((ref(x) * w).sum(), params)):
             torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12, msg=f"grad of {name}")
+
+
+@pytest.mark.parametrize("L", [1, 7])
+def test_fused_scan_time_major_with_skip_equals_the_reference(L):
+    """The time-major entry with the skip D x (the mixer's call): outputs and every gradient, D's included,
+    against the (B, L, E, N) reference plus D x; and gradcheck on the hand-written backward."""
+    x, delta, A, B, C = scan_inputs(L=L)
+    D = torch.randn(x.shape[-1], dtype=torch.float64)
+    w = torch.randn(L, 2, x.shape[-1], dtype=torch.float64)
+    tm = [t.transpose(0, 1).contiguous().requires_grad_() for t in (x, delta, B, C)]
+    ours_in = [tm[0], tm[1], A.clone().requires_grad_(), tm[2], tm[3], D.clone().requires_grad_()]
+    ref_in = [t.clone().requires_grad_() for t in (x, delta, A, B, C, D)]
+    y = selective_scan(*ours_in, time_major=True)
+    y_ref = (selective_scan_ref(*ref_in[:5]) + ref_in[5] * ref_in[0]).transpose(0, 1)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    (y * w).sum().backward()
+    (y_ref * w).sum().backward()
+    for name, p, q in zip(["x", "delta", "A", "B", "C", "D"], ours_in, ref_in):
+        g = p.grad.transpose(0, 1) if p.grad.dim() == 3 else p.grad  # time-major grads back to batch-major
+        torch.testing.assert_close(g, q.grad, rtol=1e-10, atol=1e-10, msg=f"grad of {name}")
+    small = [t.detach()[: min(L, 3)].clone().requires_grad_() if t.dim() == 3 else t.detach().clone().requires_grad_() for t in ours_in]
+    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, time_major=True), tuple(small))
 
 
 def test_every_scan_form_gives_the_same_mixer():

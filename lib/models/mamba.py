@@ -71,70 +71,85 @@ def scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 0) -> torch.Tensor:
     return rearrange(h, "q b k ... -> b (k q) ...")[:, :L]
 
 
-def _scan_forward(x, delta, A, B, C):
-    """y (B, L, E), and per step t the state h_t and the decay exp(Δ_t A), each (B, N, E), kept for backward.
+LOG2E = 1 / math.log(2)
 
-    The state is held as (B, N, E), E innermost: the read-out y_t = C_t . h_t is then a (1, N) @ (N, E)
-    product per batch row (one fast bmm), and the update is one multiply plus one fused
-    multiply-add in place. Each step's tensors are new small blocks (no (B, L, E, N) tensor, no cat):
+
+def _scan_forward(x, delta, A, B, C, D):
+    """The fused scan, time-major: x, Δ (L, B, E); A (E, N); B, C (L, B, N); D (E,) ->
+    y (L, B, E), and the states h_t and decays exp(Δ_t A) (t >= 1), each (B, N, E), kept for backward.
+
+    The state is held as (B, N, E), E innermost: the read-out C_t . h_t is then a (1, N) @ (N, E)
+    product per batch row, added in place to the skip D x_t (one baddbmm); the update is one multiply
+    plus one fused multiply-add. exp(Δ A) is computed as 2^(Δ A log2 e), one rounding apart and about
+    twice as fast as exp on a CPU. Each step's tensors are new small blocks (no (B, L, E, N) tensor):
     blocks of 32 MiB and more would be fresh memory from the OS on every call."""
-    Bsz, L, E = x.shape
-    At = A.t().contiguous()  # (N, E)
-    u, delta, B, C = (t.transpose(0, 1).contiguous() for t in (delta * x, delta, B, C))  # (L, B, ...): step t contiguous
-    h = x.new_zeros(Bsz, At.shape[0], E)
-    y = x.new_empty(L, Bsz, 1, E)
-    hs, dAs = [], []
-    for t in range(L):
-        dA = torch.exp(delta[t, :, None, :] * At)  # (B, N, E)
-        h = dA * h
-        h.addcmul_(B[t, :, :, None], u[t, :, None, :])  # + B_t (Δ_t x_t)^T
-        torch.bmm(C[t, :, None, :], h, out=y[t])  # C_t . h_t
+    L, Bsz, E = x.shape
+    A2 = (A * LOG2E).t().contiguous()  # (N, E)
+    u = delta * x
+    y = x * D  # (L, B, E); every step adds C_t . h_t to its row
+    # per-step views, cut once: Δ_t, u_t, y_t (B, 1, E); B_t (B, N, 1); C_t (B, 1, N)
+    dts, us, Bs, Cs, ys = (t.unbind(0) for t in (delta[:, :, None], u[:, :, None], B[..., None], C[:, :, None],
+                                                 y.view(L, Bsz, 1, E)))
+    h = torch.mul(Bs[0], us[0])  # h_{-1} = 0: no decay at t = 0
+    ys[0].baddbmm_(Cs[0], h)
+    hs, dAs = [h], []
+    for t in range(1, L):
+        dA = torch.mul(dts[t], A2).exp2_()  # (B, N, E)
+        h = torch.mul(dA, h).addcmul_(Bs[t], us[t])  # + B_t (Δ_t x_t)^T
+        ys[t].baddbmm_(Cs[t], h)
         hs.append(h)
         dAs.append(dA)
-    return y.view(L, Bsz, E).transpose(0, 1), hs, dAs
+    return y, hs, dAs
 
 
-def _scan_backward(gy, x, delta, A, B, C, hs, dAs):
-    """Gradients of (x, Δ, A, B, C) from dLoss/dy, by the reverse recurrence
-    g_t = C_t gy_t^T + exp(Δ_{t+1} A) g_{t+1} (dLoss/dh_t), one step at a time."""
-    Bsz, L, E = x.shape
+def _scan_backward(gy, x, delta, A, B, C, D, hs, dAs):
+    """Gradients of (x, Δ, A, B, C, D) from dLoss/dy, time-major, by the reverse recurrence
+    g_t = C_t gy_t^T + exp(Δ_{t+1} A) g_{t+1} (dLoss/dh_t), one step at a time. Each (1, K) @ (K, M)
+    product keeps MKL's fast layout (a row vector on the left; (B, N, E) @ (B, E, 1) is several times slower)."""
+    L, Bsz, E = x.shape
     N = A.shape[1]
-    At = A.t().contiguous()
-    u, dt, Bt, Ct, gyt = (t.transpose(0, 1).contiguous() for t in (delta * x, delta, B, C, gy))
-    g_h = torch.zeros_like(hs[0])  # (B, N, E)
-    g_u, g_B, g_C = x.new_empty(L, Bsz, 1, E), B.new_empty(L, Bsz, 1, N), C.new_empty(L, Bsz, 1, N)
-    g_delta = x.new_zeros(L, Bsz, E)
-    g_AD = torch.zeros_like(hs[0])  # sum over t of g_a * Δ_t; summed over the batch at the end
+    At = A.t().contiguous()  # (N, E)
+    u = delta * x
+    g_u, g_delta = x.new_empty(L, Bsz, E), x.new_empty(L, Bsz, E)
+    g_B, g_C = B.new_empty(L, Bsz, N), C.new_empty(L, Bsz, N)
+    g_us, g_Bs, g_Cs = (g.view(L, Bsz, 1, -1).unbind(0) for g in (g_u, g_B, g_C))  # (B, 1, E or N)
+    g_deltas = g_delta.unbind(0)
+    dts, us, gys, Bs, Cs, Ccols = (t.unbind(0) for t in (delta[:, :, None], u[:, :, None], gy[:, :, None], B[:, :, None],
+                                                         C[:, :, None], C[..., None]))
+    g_AD = x.new_zeros(Bsz, N, E)  # sum over t of g_a * Δ_t; summed over the batch at the end
+    g_a = x.new_empty(Bsz, N, E)
+    g_h = x.new_zeros(Bsz, N, E)
     for t in reversed(range(L)):
-        g_h.addcmul_(Ct[t, :, :, None], gyt[t, :, None, :])  # dLoss/dh_t
-        torch.bmm(gyt[t, :, None, :], hs[t].transpose(1, 2), out=g_C[t])
-        torch.bmm(Bt[t, :, None, :], g_h, out=g_u[t])
-        torch.bmm(u[t, :, None, :], g_h.transpose(1, 2), out=g_B[t])
-        g_h = g_h * dAs[t]  # dLoss/dh_{t-1}, without step t-1's own read-out
-        if t > 0:
-            g_a = g_h * hs[t - 1]  # dLoss/d(Δ_t A), as d exp(a)/da = exp(a)
-            g_AD.addcmul_(g_a, dt[t, :, None, :])
-            torch.sum(g_a.mul_(At), dim=1, out=g_delta[t])  # sum over n of g_a A
-    g_u, g_delta = g_u.view(L, Bsz, E).transpose(0, 1), g_delta.transpose(0, 1)
-    g_B, g_C = (g.view(L, Bsz, N).transpose(0, 1) for g in (g_B, g_C))
-    return g_u * delta, g_delta + g_u * x, g_AD.sum(0).t(), g_B, g_C
+        g_h.addcmul_(Ccols[t], gys[t])  # dLoss/dh_t
+        torch.bmm(gys[t], hs[t].transpose(1, 2), out=g_Cs[t])
+        torch.bmm(Bs[t], g_h, out=g_us[t])
+        torch.bmm(us[t], g_h.transpose(1, 2), out=g_Bs[t])
+        if t == 0:
+            break
+        g_h.mul_(dAs[t - 1])  # dLoss/dh_{t-1}, without step t-1's own read-out
+        torch.mul(g_h, hs[t - 1], out=g_a)  # dLoss/d(Δ_t A), as d exp(a)/da = exp(a)
+        g_AD.addcmul_(g_a, dts[t])
+        torch.sum(g_a.mul_(At), dim=1, out=g_deltas[t])  # sum over n of g_a A
+    g_delta[0] = 0
+    g_x = torch.addcmul(gy * D, g_u, delta)
+    return g_x, g_delta.addcmul_(g_u, x), g_AD.sum(0).t(), g_B, g_C, (gy * x).sum((0, 1))
 
 
 class SelectiveScan(torch.autograd.Function):
-    """y_t = C_t . h_t with h_t = exp(Δ_t A) * h_{t-1} + (Δ_t x_t) B_t, h_{-1} = 0, stepped in time.
+    """y_t = C_t . h_t + D x_t with h_t = exp(Δ_t A) * h_{t-1} + (Δ_t x_t) B_t, h_{-1} = 0, stepped in time.
 
-    x, Δ: (B, L, E); A: (E, N); B, C: (B, L, N) -> y (B, L, E). The same numbers as
-    selective_scan_ref, which builds dBx = Δ x B as a (B, L, E, N) tensor and scans it with
-    autograd recording every op; here each step touches only (B, N, E) tensors, and the backward
-    pass is written out (saving h_t and exp(Δ_t A) only). `compiled=True` runs both passes through
-    torch.compile (one fused loop each). Speed: benchmarks/looped_training.py.
+    Time-major: x, Δ (L, B, E); A (E, N); B, C (L, B, N); D (E,) -> y (L, B, E). The same numbers as
+    selective_scan_ref (up to float rounding), which builds dBx = Δ x B as a (B, L, E, N) tensor and
+    scans it with autograd recording every op; here each step touches only (B, N, E) tensors, and the
+    backward pass is written out (saving h_t and exp(Δ_t A) only). `compiled=True` runs both passes
+    through torch.compile (one fused loop each). Speed: benchmarks/looped_training.py.
     """
 
     @staticmethod
-    def forward(ctx, x, delta, A, B, C, compiled=False):
+    def forward(ctx, x, delta, A, B, C, D, compiled=False):
         fwd = _compiled("forward") if compiled else _scan_forward
-        y, hs, dAs = fwd(x, delta, A, B, C)
-        ctx.save_for_backward(x, delta, A, B, C)
+        y, hs, dAs = fwd(x, delta, A, B, C, D)
+        ctx.save_for_backward(x, delta, A, B, C, D)
         ctx.hs, ctx.dAs, ctx.compiled = hs, dAs, compiled  # intermediates, not inputs or outputs: kept on ctx
         return y
 
@@ -153,9 +168,14 @@ def _compiled(which: str):
     return _COMPILED[which]
 
 
-def selective_scan(x, delta, A, B, C, compiled: bool = False):
-    """The stepped form (SelectiveScan); see selective_scan_ref for the reading of the maths."""
-    return SelectiveScan.apply(x, delta, A, B, C, compiled)
+def selective_scan(x, delta, A, B, C, D=None, compiled: bool = False, time_major: bool = False):
+    """The stepped form (SelectiveScan) of y = scan + D x (D = 0 when None); see selective_scan_ref for the
+    reading of the maths. Batch-major (B, L, ...) tensors, or time-major (L, B, ...) with time_major=True."""
+    D = x.new_zeros(x.shape[-1]) if D is None else D
+    if time_major:
+        return SelectiveScan.apply(x, delta, A, B, C, D, compiled)
+    x, delta, B, C = (t.transpose(0, 1).contiguous() for t in (x, delta, B, C))
+    return SelectiveScan.apply(x, delta, A, B, C, D, compiled).transpose(0, 1)
 
 
 def selective_scan_ref(x, delta, A, B, C, chunk: int | None = None):
@@ -167,12 +187,19 @@ def selective_scan_ref(x, delta, A, B, C, chunk: int | None = None):
     return (h @ C[..., None]).squeeze(-1)  # (B, L, E)
 
 
-# The three forms of the selective scan, all exact (tested against each other): (x, Δ, A, B, C, chunk) -> y.
+def _ref_time_major(x, delta, A, B, C, D, chunk=None):
+    """selective_scan_ref + D x on time-major tensors (L, B, ...)."""
+    x, delta, B, C = (t.transpose(0, 1) for t in (x, delta, B, C))
+    return (selective_scan_ref(x, delta, A, B, C, chunk) + D * x).transpose(0, 1)
+
+
+# The forms of the selective scan, equal up to float rounding (tested against each other), on time-major tensors:
+# (x, Δ, A, B, C, D, chunk) -> y + D x, each (L, B, ...).
 SCANS = {
-    "fused": lambda x, delta, A, B, C, chunk: selective_scan(x, delta, A, B, C),
-    "compiled": lambda x, delta, A, B, C, chunk: selective_scan(x, delta, A, B, C, compiled=True),
-    "chunked": lambda x, delta, A, B, C, chunk: selective_scan_ref(x, delta, A, B, C, chunk),
-    "sequential": lambda x, delta, A, B, C, chunk: selective_scan_ref(x, delta, A, B, C),
+    "fused": lambda x, delta, A, B, C, D, chunk: selective_scan(x, delta, A, B, C, D, time_major=True),
+    "compiled": lambda x, delta, A, B, C, D, chunk: selective_scan(x, delta, A, B, C, D, compiled=True, time_major=True),
+    "chunked": lambda x, delta, A, B, C, D, chunk: _ref_time_major(x, delta, A, B, C, D, chunk),
+    "sequential": lambda x, delta, A, B, C, D, chunk: _ref_time_major(x, delta, A, B, C, D),
 }
 
 
@@ -227,12 +254,16 @@ class MambaMixer(nn.Module):
         return F.softplus(self.dt_proj(delta)), B, C
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E)
-        x = F.silu(self.conv1d(x))
+        """u (B, L, D) -> (B, L, D). Inside, tensors are time-major (L, B, ...): the scan steps
+        through time, so each step's slice is then one contiguous block."""
+        u, E = u.transpose(0, 1).contiguous(), self.cfg.d_inner
+        x = F.linear(u, self.in_proj.weight[:E])  # (L, B, E): x and z as two products, each contiguous
+        z = F.linear(u, self.in_proj.weight[E:])
+        x = F.silu(self.conv1d(x, time_dim=0))
         delta, B, C = self._ssm_inputs(x)
         A = -torch.exp(self.A_log.float())  # (E, N)
-        y = SCANS[self.cfg.scan](x, delta, A, B, C, self.cfg.chunk) + self.D * x  # (B, L, E)
-        return self.out_proj(y * F.silu(z))
+        y = SCANS[self.cfg.scan](x, delta, A, B, C, self.D, self.cfg.chunk)  # (L, B, E), with the skip D x
+        return self.out_proj(y * F.silu(z)).transpose(0, 1)
 
     def step(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None):
         """One token: u (B, D), state (h (B, E, N), conv buffer (B, E, k-1)) -> (out (B, D), new state)."""

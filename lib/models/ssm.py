@@ -19,34 +19,45 @@ class RMSNorm(nn.Module):
         self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(F, "rms_norm"):  # torch >= 2.4: the same formula, fewer kernels
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 class ShiftedSum(torch.autograd.Function):
-    """y_t = bias + sum_j w_j * x_{t-k+1+j} on (B, L, C), with x_{<0} = 0: k fused multiply-adds in
-    place forward, and a backward written out (k multiply-adds for dx, one product per tap for dw)
+    """y_t = bias + sum_j w_j * x_{t-k+1+j} on (..., C) with time along `dim`, x_{<0} = 0: tap j is one
+    fused multiply-add in place on the outputs it reaches (t >= k-1-j), so nothing is padded or copied;
+    the backward is written out the same way (k multiply-adds for dx, one product per tap for dw)
     instead of autograd's two products, a sum and an add per tap."""
 
     @staticmethod
-    def forward(ctx, x, w, bias):  # x (B, L, C), w (C, k), bias (C,)
-        k, L = w.shape[1], x.shape[1]
-        xp = F.pad(x, (0, 0, k - 1, 0))  # (B, L + k - 1, C): k - 1 zeros in front
-        y = torch.addcmul(bias, xp[:, :L], w[:, 0])
-        for j in range(1, k):
-            y.addcmul_(xp[:, j : j + L], w[:, j])
-        ctx.save_for_backward(xp, w)
+    def forward(ctx, x, w, bias, dim=1):  # x (B, L, C) (dim 1) or (L, B, C) (dim 0), w (C, k), bias (C,)
+        k, L = w.shape[1], x.shape[dim]
+        y = torch.addcmul(bias, x, w[:, k - 1])
+        for j in range(k - 1):
+            s = k - 1 - j  # tap j reads x_{t-s}
+            if s < L:
+                y.narrow(dim, s, L - s).addcmul_(x.narrow(dim, 0, L - s), w[:, j])
+        ctx.save_for_backward(x, w)
+        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
-        xp, w = ctx.saved_tensors
-        k, L = w.shape[1], g.shape[1]
-        g_xp = torch.zeros_like(xp)
-        g_w = torch.empty_like(w)
-        for j in range(k):
-            g_xp[:, j : j + L].addcmul_(g, w[:, j])
-            g_w[:, j] = (g * xp[:, j : j + L]).sum((0, 1))
-        return g_xp[:, k - 1 :], g_w, g.sum((0, 1))
+        x, w = ctx.saved_tensors
+        dim, k = ctx.dim, w.shape[1]
+        L = g.shape[dim]
+        rows = tuple(range(g.dim() - 1))
+        g_x = g * w[:, k - 1]
+        g_w = torch.zeros_like(w)
+        g_w[:, k - 1] = (g * x).sum(rows)
+        for j in range(k - 1):
+            s = k - 1 - j
+            if s < L:
+                g_late, x_early = g.narrow(dim, s, L - s), x.narrow(dim, 0, L - s)
+                g_x.narrow(dim, 0, L - s).addcmul_(g_late, w[:, j])
+                g_w[:, j] = (g_late * x_early).sum(rows)
+        return g_x, g_w, g.sum(rows), None
 
 
 class CausalConv(nn.Conv1d):
@@ -55,11 +66,11 @@ class CausalConv(nn.Conv1d):
     def __init__(self, channels: int, k: int):
         super().__init__(channels, channels, k, groups=channels, padding=k - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_dim: int = 1) -> torch.Tensor:
         """y_t = bias + sum_j w_j * x_{t-k+1+j}: k shifted multiply-adds (ShiftedSum; on a CPU far faster
         than the depthwise conv's backward for short sequences); shifted_ref is the same with autograd,
-        conv_ref nn.Conv1d's own form."""
-        return ShiftedSum.apply(x, self.weight[:, 0, :], self.bias)
+        conv_ref nn.Conv1d's own form. time_dim = 0 takes time-major (L, B, C) input."""
+        return ShiftedSum.apply(x, self.weight[:, 0, :], self.bias, time_dim)
 
     def shifted_ref(self, x: torch.Tensor) -> torch.Tensor:
         k, L = self.kernel_size[0], x.shape[1]
