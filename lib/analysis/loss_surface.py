@@ -545,12 +545,12 @@ class Surfaces:
 
 
 def study_surfaces(study, s: SurfaceSettings, device, *, loss: LossFn, fresh: Callable, snapshots: Callable,
-                   copy=None) -> Surfaces:
+                   copy_study=None) -> Surfaces:
     """Surfaces of every model and seed of `study` (a lib.studies.Study of regression models) along
     each of `s.directions`, centred on the trained weights, on one batch (`prompts`); `loss(model,
     batch)` is the validation loss's definition, `snapshots(study, config, seed)` a run's kept
     weights. Raises when a surface's centre is not the model's own loss on that batch (within 1 %).
-    `copy` (a selective-copy Study, or None): its seed-0 models along random directions."""
+    `copy_study` (a selective-copy Study, or None): its models (first seed) along random directions."""
     batch = prompts(study.task, s, device, fresh)
     predict_zero = float((batch.y ** 2).mean())
     final_val = study.history.sort_values("step").groupby(["run", "seed"])["val_loss"].last()
@@ -568,7 +568,8 @@ def study_surfaces(study, s: SurfaceSettings, device, *, loss: LossFn, fresh: Ca
                     continue
                 df, numbers = plane_surface(c, plane, s, f"{cfg.name} s{seed} {kind}")
                 if abs(numbers["centre_loss"] - own) > 0.01 * own:
-                    raise RuntimeError(f"{cfg.name} s{seed} {kind}: centre loss {numbers['centre_loss']:.6g} is not the model's own {own:.6g}")
+                    raise RuntimeError(f"{cfg.name} s{seed} {kind}: centre loss {numbers['centre_loss']:.6g} "
+                                       f"is not the model's own {own:.6g}")
                 surfaces[cfg.name, seed, kind], trajectories[cfg.name, seed, kind] = df, plane.trajectory
                 hist = float(final_val.loc[(cfg.name, seed)])
                 rows.append({"run": cfg.name, "seed": seed, "directions": kind, "looped": cfg.looped, **cfg.columns(), **numbers,
@@ -577,8 +578,8 @@ def study_surfaces(study, s: SurfaceSettings, device, *, loss: LossFn, fresh: Ca
     out = Surfaces(pd.DataFrame(rows), surfaces, trajectories, study.history, list(study.seeds), s, len(batch.y), predict_zero)
     if s.large_run:
         out.large = (s.large_run, large_surface(study, s, device, loss, batch))
-    if copy is not None:
-        out.copy_summary, out.copy_surfaces = copy_surfaces(copy, s, device)
+    if copy_study is not None:
+        out.copy_summary, out.copy_surfaces = copy_surfaces(copy_study, s, device)
     return out
 
 
@@ -591,13 +592,13 @@ def large_surface(study, s: SurfaceSettings, device, loss: LossFn, batch) -> pd.
                    desc=f"{s.large_run} {s.large_resolution}^2", path=s.surface_path, compile=s.surface_compile, bf16=s.surface_bf16)
 
 
-def copy_surfaces(copy, s: SurfaceSettings, device) -> tuple[pd.DataFrame, dict]:
+def copy_surfaces(study, s: SurfaceSettings, device) -> tuple[pd.DataFrame, dict]:
     """The selective-copy models (first seed) along random directions, on `copy_batch` validation samples."""
-    batch, seed = take(copy.task.val, s.copy_batch, device), copy.seeds[0]
+    batch, seed = take(study.task.val, s.copy_batch, device), study.seeds[0]
     rows, surfaces = [], {}
-    for cfg in copy.configs:
-        model = copy.models[cfg.name, seed].to(device)
-        c = Centre(model, copy.task.loss, batch, trainable(model), [], seed, s.grid(s.copy_resolution))
+    for cfg in study.configs:
+        model = study.models[cfg.name, seed].to(device)
+        c = Centre(model, study.task.loss, batch, trainable(model), [], seed, s.grid(s.copy_resolution))
         surfaces[cfg.name], numbers = plane_surface(c, random_plane(c, s), s, cfg.name)
         rows.append({"run": cfg.name, "seed": seed, "directions": "random", **cfg.columns(), **numbers})
     return pd.DataFrame(rows), surfaces
@@ -664,7 +665,7 @@ def verdicts(summary: pd.DataFrame, history: pd.DataFrame, match: float | None =
             pairs = [(rows.looped, ~rows.looped, "looped", "standard")] if match is None else [
                 (rows.run == a, rows.run == b, f"looped `{a}`", f"standard `{b}`") for a, b in matched_pairs(summary, match)]
             for a, b, name_a, name_b in pairs:
-                claim = f"{name_a} is {word} than {name_b} along {kind} directions ({words}, {name_a} vs {name_b})"
+                claim = f"{name_a} is {word} than {name_b} along {kind} directions ({words})"
                 done = labels.finished(history, set(rows[a | b].run))
                 out.append(labels.comparison_verdict(claim, compare(rows[a][metric], rows[b][metric]), expected, finished=done, **REF))
             if not pairs:
