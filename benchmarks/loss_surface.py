@@ -1,10 +1,10 @@
 """Loss-surface evaluation speed: the point-by-point loop against the faster paths, one run.
 
-    python benchmarks/loss_surface.py [--points 32] [--width 128] [--b 10] [--grid 41]
+    python benchmarks/loss_surface.py [--points 32] [--width 128] [--b 10] [--grid 41] [--prompts 64]
 
 Model: a looped transformer (1 layer, width --width, 4 heads, b = --b, loss window T = b) on
-in-context linear regression with d = 10 and 31 pairs; one fixed batch of 64 prompts (the
-reference's surface setting). Rows (lib.analysis.loss_surface.surface, path=...):
+in-context linear regression with d = 10 and 31 pairs; one fixed batch of --prompts prompts (64:
+the reference's surface setting; the cost per point grows with it). Rows (lib.analysis.loss_surface.surface, path=...):
   loop             functional_call at every grid point (the reference form)
   inplace          a scratch copy of the model, weights overwritten in place, inference mode
   inplace+compile  the same, the loop body compiled once with torch.compile (weights change in
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--b", type=int, default=10)
     ap.add_argument("--grid", type=int, default=41)
+    ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--rows", nargs="+", default=["loop", "inplace", "inplace+compile", "inplace+bf16", "inplace+compile+bf16", "vmap-16"])
     args = ap.parse_args()
     dev = devices.pick()
@@ -44,7 +45,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = Looped(LoopedConfig(d_in=d, n_embd=args.width, n_head=4, n_layer=1, n_positions=2 * k, b=args.b, T=args.b)).to(dev)
     task = InContextRegression.of("linear", d, k, 64)
-    batch = task.train_batch(64, torch.Generator().manual_seed(0), 0)
+    batch = task.train_batch(args.prompts, torch.Generator().manual_seed(0), 0)
     batch = type(batch)(*[t.to(dev) if isinstance(t, torch.Tensor) else t for t in batch])
     centre = ls.trainable(model)
     d1, d2 = ls.random_directions(centre, k=2)
@@ -52,7 +53,7 @@ def main() -> None:
     warm = np.linspace(-1.0, -0.9, 4)
     grid = np.linspace(-0.5, 0.5, side)
     print(f"device: {devices.describe(dev)}, torch {torch.__version__}; looped TF width {args.width}, b = {args.b}, "
-          f"batch 64 x {k} pairs (d = {d}), {side * side} points per row after a warm-up of 16\n")
+          f"batch {args.prompts} x {k} pairs (d = {d}), {side * side} points per row after a warm-up of 16\n")
     print(f"| path | warm-up s | ms / point | x loop | projected {args.grid}x{args.grid} min | max |Δloss| vs loop |\n|---|---|---|---|---|---|")
     ref, base = None, None
     for row in args.rows:

@@ -77,6 +77,14 @@ LOOPED_MAMBA_REPORT = pd.DataFrame({
 LOOP_LR_REPORT = pd.DataFrame({"b": [5, 10, 15], "plain (SE/d²)": [0.0067499, 0.0069544, 0.0032838],
                                "lr (SE/d²)": [0.0013792, 0.0018558, 0.0008619]})
 
+# §5f: the lowest contour of each 250 x 250 Hessian surface, keyed by our run names (its loss scale:
+# d = 10, k = 31, width 256, noisy regression, the loss averaged over all b iterations, not divided by d).
+LOSS_SURFACE_LOWEST_CONTOUR = {"looped-L1-b5-T10": 9, "looped-L1-b10-T10": 15, "looped-L1-b15-T10": 10, "tf-L2": 9,
+                               "looped-L2-b5-T10": 12}
+LOSS_SURFACE_FINDING = "looped landscapes are more uniform and sometimes steeper"  # §5f, the report's finding
+CENTRE_MATCH = Threshold("relative gap between a surface's centre loss and its run's validation loss, at most", 0.02, "",
+                         "project: a surface must describe the model its run reports")
+
 # --- selective copying with dilated CNNs (selective_copy.md) ---
 
 # §5, tables T1-T4 (1M samples, single runs; nitem 10, area 40, ch 64). `dilation` is an int

@@ -1,5 +1,6 @@
 """Pictures of loss surfaces (the numbers are lib.analysis.loss_surface): contour with the training
-trajectory, 3-D surface, 1-D slices through the centre; colour scales can be shared across models."""
+trajectory, 3-D surface, 1-D slices through the centre; colour scales can be shared across models.
+`figures(res)` draws every figure of the loss-surface study from its lib.analysis.loss_surface.Surfaces."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,3 +69,53 @@ def plot_slices(surfaces: dict[str, pd.DataFrame], title: str = "") -> Figure:
     fig.suptitle(title or "Slices through the centre")
     fig.tight_layout()
     return fig
+
+
+def panel_grid(n: int, cols: int = 3) -> tuple[Figure, np.ndarray]:
+    """A figure of n panels, up to `cols` a row; the axes flat (the unused ones hidden)."""
+    cols = min(cols, n)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(4.3 * cols, 3.8 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def shared_levels(frames, n: int = 16) -> np.ndarray:
+    """Contour levels of log10 loss spanning every surface in `frames`: one colour scale for all."""
+    logs = np.log10(np.concatenate([df["loss"].values for df in frames]))
+    return np.linspace(logs.min(), logs.max(), n)
+
+
+def contour_panels(surfaces: dict, trajectories: dict | None = None, suffix: str = "") -> Figure:
+    """One contour panel per surface ({label: DataFrame}), on one colour scale."""
+    fig, axes = panel_grid(len(surfaces))
+    levels = shared_levels(surfaces.values())
+    for ax, (label, df) in zip(axes, surfaces.items()):
+        plot_contour(df, (trajectories or {}).get(label), levels=levels, title=f"{label}{suffix}", ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def figures(res) -> dict[str, Figure]:
+    """Every figure of the loss-surface study, by its report name: per direction kind, the first
+    seed's contours (with the training trajectory on PCA planes) and slices; one 3-D surface; the
+    large surface and the selective-copy contours when computed."""
+    out, seed = {}, res.seeds[0]
+    for kind in res.settings.directions:
+        keys = [k for k in res.surfaces if k[2] == kind and k[1] == seed]
+        if not keys:
+            continue
+        out[f"contours_{kind}"] = contour_panels({k[0]: res.surfaces[k] for k in keys}, {k[0]: res.trajectories[k] for k in keys},
+                                                 f" ({kind})")
+        out[f"slices_{kind}"] = plot_slices({k[0]: res.surfaces[k] for k in keys}, title=f"Slices through the centre ({kind} directions)")
+    first = next(iter(res.surfaces))
+    out["surface_3d"] = plot_3d(res.surfaces[first], title=f"{first[0]} ({first[2]} directions)")
+    if res.large is not None:
+        name, df = res.large
+        n = res.settings.large_resolution
+        out["surface_large"] = plot_3d(df, title=f"{name}, {n} x {n} Hessian grid")
+    if res.copy_surfaces:
+        out["contours_selective_copy"] = contour_panels(res.copy_surfaces, suffix=" (random directions)")
+    return out
