@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from lib.analysis import stats
-from lib.analysis.loss_surface import PATHS
+from lib.analysis.loss_surface import NORMALISE, PATHS, PROMPTS
 from lib.config import expand, read_config
 from lib.curriculum import Ramp
 from lib.device import check_compile_key
@@ -285,8 +285,11 @@ class LossSurface(Settings):
     pca_margin: float = 0.25  # the PCA grid spans the trajectory plus this fraction on every side
     resolution: int = 7  # grid points per axis
     surface_batch: int = 64  # one fixed batch of prompts
+    surface_prompts: str = "fresh"  # fresh: surface_batch new prompts; validation: the task's validation prompts
+    normalise: str = "none"  # none: each kind's own scale; filter: every kind of direction filter-normalised
     hessian_iters: int = 20  # power iterations per eigenvector
     radius: float = 0.5  # for eps-sharpness
+    match_val_loss: float | None = None  # None: pool all models; a tolerance: only looped/standard pairs that close in validation loss
     large_run: str | None = None  # one run (seed 0) also drawn on a large_resolution^2 Hessian grid
     large_resolution: int = 0
     surface_path: str = "auto"  # loop | inplace | vmap | auto
@@ -307,6 +310,10 @@ class LossSurface(Settings):
         _at_least(self, "surface_batch", "hessian_iters", "copy_batch")
         if self.surface_path not in (*PATHS, "auto"):
             raise ValueError(f"surface_path = {self.surface_path!r}; allowed {[*PATHS, 'auto']}")
+        if self.surface_prompts not in PROMPTS or self.normalise not in NORMALISE:
+            raise ValueError(f"surface_prompts = {self.surface_prompts!r}, normalise = {self.normalise!r}; allowed {list(PROMPTS)}, {list(NORMALISE)}")
+        if self.match_val_loss is not None and not self.match_val_loss > 0:
+            raise ValueError(f"match_val_loss = {self.match_val_loss}; must be > 0 or None")
         runs = sorted(c.name for c in self.model_configs())
         if self.large_run is not None and self.large_run not in runs:
             raise ValueError(f"large_run = {self.large_run!r} must name a run of the sweep: {runs}")
