@@ -5,6 +5,7 @@ one training loop), lib.viz (pictures), lib.config (typed configs, sweeps), lib.
 notebook runner), lib.report (what a notebook hands to its report). Here: setup() (a notebook's
 set-up line: this checkout's lib, the device, one CPU thread) and hosted() (Colab/Kaggle storage).
 """
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,8 @@ def check_checkout(notebook: str | None = None, cwd: Path | None = None) -> Path
 
 
 def setup(notebook: str, device: str = "auto"):
-    """A notebook's set-up line: check that `lib` is this checkout, pick the device, print both.
+    """A notebook's set-up line: check that `lib` is this checkout, draw figures inline, pick the
+    device, print both.
 
     On a CPU the kernel keeps one thread (SEQLAB_THREADS=n for more), as each of the runner's worker
     processes does: two-thread OpenMP processes sharing two cores with other work ran up to 50x
@@ -46,6 +48,9 @@ def setup(notebook: str, device: str = "auto"):
     from lib import device as devices
 
     check_checkout(notebook)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:  # figures inline, also where the kernel's default backend is another
+        shell.run_line_magic("matplotlib", "inline")
     dev = devices.pick(device)
     if dev.type == "cpu":
         threads = os.environ.get("SEQLAB_THREADS", "1")
@@ -70,7 +75,6 @@ def hosted(working: Path | None = None, inputs: Path | None = None, drive: Path 
     """
     import os
     import shutil
-    import sys
 
     if "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules:
         if not (drive / "MyDrive").is_dir():

@@ -1,5 +1,6 @@
 """Committed notebooks stay clean (lib/nbclean.py, the git filter), run from a fresh kernel, and each declares what to expect."""
 import json
+import sys
 import subprocess
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def test_committed_notebooks_hold_no_outputs(path: Path):
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
 def test_each_notebook_sets_up_through_lib_setup(path: Path):
     code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    assert "lib.setup(" in code and "%matplotlib inline" in code
+    assert "lib.setup(" in code and "%matplotlib" not in code  # lib.setup draws figures inline
 
 
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
@@ -50,3 +51,16 @@ def test_markdown_tables_print_counts_as_integers_and_nan_as_blank():
     md = markdown_table(pd.DataFrame({"params": [19000], "steps": [2500.0], "error": [float("nan")], "x": [0.012345]}))
     row = md.splitlines()[2]
     assert "19,000" in row and "2,500" in row and "nan" not in row and "1.9e+04" not in md and "0.01235" in row
+
+
+def test_lib_setup_draws_figures_inline_in_a_kernel(monkeypatch):
+    """The notebooks carry no `%matplotlib inline`: lib.setup runs it in an IPython kernel."""
+    import types
+
+    import lib
+
+    magics = []
+    shell = types.SimpleNamespace(run_line_magic=lambda *a: magics.append(a))
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    lib.setup("selective_copy.ipynb", "cpu")
+    assert magics == [("matplotlib", "inline")]
