@@ -101,22 +101,72 @@ def decay_matrix(a: torch.Tensor) -> torch.Tensor:
     return DecayMatrix.apply(a)
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the incoming gradient contiguous: torch.bmm on a CPU falls back
-    to one small matrix product per batch entry when an operand is strided (a permuted view)."""
+LOG_FLOOR = -60.0  # decays below exp(-60) (1e-26 of the diagonal's 1, far below float32 rounding) are raised to it
+
+
+class DiagonalBlocks(torch.autograd.Function):
+    """Step 1 of the chunked algorithm, the quadratic form inside each chunk, with the input scaling and
+    the skip around it: y = (L ∘ C B^T)(Δ x) + D x, in one function with its backward written out.
+    x (B, K, Q, H, P) (any strides), Δ (B, K, Q, H) or None (1), cs = cumsum(a) within each chunk
+    (B, K, H, Q) in float64 (or x's dtype), b c (B, K, Q, G, N) with G dividing H, D (H,) or None (0)
+    -> y (B, K, Q, H, P), contiguous: (B, T, H, P) in memory, as the mixer reads it on.
+
+    L_ts = exp(cs_t - cs_s) (s <= t), with cs split into x's dtype as hi + lo (hi the rounded sum, lo
+    what rounding dropped): L = diag(e^lo) E diag(e^-lo) with E_ts = exp(hi_t - hi_s), so only E is
+    (Q, Q) per head, and the lo factors scale X before the product and Y after it: the differences of
+    large sums lose nothing, and no (Q, Q) pass is spent on lo. The causal mask is applied to C B^T
+    (once per group, not per head); above the diagonal E is exp(0) = 1, times 0. E's exponent is
+    clamped to [LOG_FLOOR, 0]: exp of the large negative sums long chunks reach (and of -inf) takes a
+    many times slower path on CPUs and gives subnormal floats, which slow every product they touch.
+
+    Backward, with M = L ∘ C B^T (so Y = M X, X = Δ x) and G = dL ∘ L = dM ∘ M: dLoss/dcs_t is G's row
+    sum minus its column sum, and these are row-wise dot products of (Q, P) tensors, no (Q, Q) pass:
+    sum_s G_ts = sum_p dY_tp Y_tp and sum_t G_ts = sum_p X_sp dX_sp. dC B^T = sum over a group's
+    heads of dM ∘ L (in which the lo factors cancel), masked."""
 
     @staticmethod
-    def forward(ctx, t):
-        return t.view_as(t)
+    def forward(ctx, x, dt, cs, b, c, D):
+        Bsz, K, Q, H, P = x.shape
+        G = b.shape[3]
+        hi = cs.to(x.dtype)
+        lo = (cs - hi.to(cs.dtype)).to(x.dtype)  # (B, K, H, Q)
+        up, down = lo.exp()[..., None], lo.neg().exp()
+        scale = (down if dt is None else dt.transpose(2, 3) * down)[..., None]  # (B, K, H, Q, 1)
+        E = (hi[..., :, None] - hi[..., None, :]).clamp_(LOG_FLOOR, 0.0).exp_()  # (B, K, H, Q, S)
+        bg, cg = (t.transpose(2, 3) for t in (b, c))  # (B, K, G, Q, N)
+        CB = torch.matmul(cg, bg.transpose(-1, -2)).tril_()  # (B, K, G, Q, S), 0 above the diagonal
+        M = (E.view(Bsz, K, G, H // G, Q, Q) * CB[:, :, :, None]).view(Bsz, K, H, Q, Q)
+        xs = torch.mul(x.transpose(2, 3), scale, out=x.new_empty(Bsz, K, H, Q, P))  # e^-lo Δ x
+        z = torch.matmul(M, xs)  # (B, K, H, Q, P)
+        y = x.new_empty(Bsz, K, Q, H, P)
+        if D is None:
+            torch.mul(z, up, out=y.transpose(2, 3))
+        else:
+            torch.mul(x, D[:, None], out=y).transpose(2, 3).addcmul_(z, up)
+        ctx.save_for_backward(E, M, bg, cg, xs, z, up, down, scale, x, dt, D)
+        ctx.cs_dtype = cs.dtype
+        return y
 
     @staticmethod
-    def backward(ctx, g):
-        return g.contiguous()
-
-
-def _bmm(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """p @ q on contiguous operands, with a contiguous gradient in backward."""
-    return _ContiguousGrad.apply(p.contiguous() @ q.contiguous())
+    def backward(ctx, gy):
+        E, M, bg, cg, xs, z, up, down, scale, x, dt, D = ctx.saved_tensors
+        Bsz, K, H, Q, P = xs.shape
+        G = bg.shape[2]
+        gys = torch.mul(gy.transpose(2, 3), up, out=xs.new_empty(xs.shape))  # e^lo dY
+        gxs = torch.matmul(M.transpose(-1, -2), gys)  # (B, K, H, S, P)
+        gM = torch.matmul(gys, xs.transpose(-1, -2)).mul_(E)  # dM ∘ L without the lo factors, which cancel
+        gCB = gM.view(Bsz, K, G, H // G, Q, Q).sum(3).tril_()  # (B, K, G, Q, S)
+        gc = torch.matmul(gCB, bg).transpose(2, 3)
+        gb = torch.matmul(gCB.transpose(-1, -2), cg).transpose(2, 3)
+        g_cs = (gys * z).addcmul_(xs, gxs, value=-1.0).sum(-1)  # (B, K, H, Q): G's row sums minus column sums
+        g_dt = None if dt is None else ((gxs * x.transpose(2, 3)).sum(-1) * down).transpose(2, 3)
+        gx = xs.new_empty(Bsz, K, Q, H, P)
+        torch.mul(gxs, scale, out=gx.transpose(2, 3))
+        g_D = None
+        if D is not None:
+            gx.addcmul_(gy, D[:, None])
+            g_D = (gy * x).sum((0, 1, 2, 4))
+        return gx, g_dt, g_cs.to(ctx.cs_dtype), gb, gc, g_D
 
 
 def ssd_ref(x, a, b, c, h0=None):
@@ -135,40 +185,48 @@ def ssd_quadratic(x, a, b, c):
     return torch.einsum("bthn,bshn,bhts,bshp->bthp", c, b, L, x)
 
 
-def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True):
+def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True, dt=None, D=None):
     """Listing 1 of the paper, with padding for lengths that chunk does not divide. Same shapes as ssd_ref,
     except that b and c may also come per group, (B, T, G, N) with G dividing H (heads h*G/H.. share
     group h // (H/G)), as the mixer makes them: then C_t . B_s is computed once per group.
-    `final_state=False` returns (y, None) and, for one chunk without h0, skips the state passing."""
+    `final_state=False` returns (y, None) and, for one chunk without h0, skips the state passing.
+    The mixer's scaling and skip come fused when given: dt (B, T, H) makes the inputs x * dt, and D (H,)
+    adds D x to y."""
     Bsz, T, H, P = x.shape
     G = b.shape[2]
     chunk = min(chunk, T)  # a sequence shorter than a chunk is one chunk (no padding work)
     pad = (-T) % chunk
     if pad:  # zero inputs and zero log-decay (exp = 1) change nothing
         x, a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, a, b, c))
+        dt = None if dt is None else F.pad(dt, (0, 0, 0, pad))
     K = x.shape[1] // chunk
-    xh = rearrange(x, "b (k q) h p -> b k h q p", q=chunk)
-    bg, cg = (rearrange(t, "b (k q) g n -> b k g q n", q=chunk) for t in (b, c))
-    a = rearrange(a, "b (k q) h -> b h k q", q=chunk)
-    # 1. inside each chunk: the diagonal blocks of the quadratic form, (C B^T ∘ L) X per head
-    L = decay_matrix(a)  # (B, H, K, Q, S)
-    CB = _bmm(cg, bg.transpose(-1, -2))  # (B, K, G, Q, S), once per group
-    M = CB[:, :, :, None] * rearrange(L, "b (g r) k q s -> b k g r q s", g=G)  # (B, K, G, H/G, Q, S)
-    y = rearrange(_bmm(M.flatten(2, 3), xh), "b k h q p -> b k q h p")
+    xk = rearrange(x, "b (k q) h p -> b k q h p", q=chunk)  # views: no copies
+    bk, ck = (rearrange(t, "b (k q) g n -> b k q g n", q=chunk) for t in (b, c))
+    dtk = None if dt is None else rearrange(dt, "b (k q) h -> b k q h", q=chunk)
+    # cumulative log-decays within each chunk, in float64 where the device has it: their differences
+    # (decays between positions) stay exact however large the sums grow
+    wide = torch.float64 if a.device.type in ("cpu", "cuda") else a.dtype
+    cs = torch.cumsum(rearrange(a, "b (k q) h -> b k h q", q=chunk).to(wide), dim=-1)  # (B, K, H, Q)
+    # 1. inside each chunk: the diagonal blocks of the quadratic form, (C B^T ∘ L) X per head (and D x)
+    y = DiagonalBlocks.apply(xk, dtk, cs, bk, ck, D)  # (B, K, Q, H, P)
     if K > 1 or h0 is not None or final_state:
-        a_cum = torch.cumsum(a, dim=-1)  # (B, H, K, Q)
-        bh, ch = (repeat(t, "b k g q n -> b k (g r) q n", r=H // G) for t in (bg, cg))
-        # 2. the state each chunk leaves behind (from a zero state at its start)
-        decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (B, H, K, Q)
-        states = torch.einsum("bkhqn,bhkq,bkhqp->bkhpn", bh, decay_to_end, xh)
+        R = H // G
+        xk = xk if dtk is None else xk * dtk[..., None]
+        # 2. the state each chunk leaves behind (from a zero state at its start), per group: (R P, Q) @ (Q, N)
+        to_end = rearrange(torch.exp(cs[..., -1:] - cs).to(x.dtype), "b k h q -> b k q h 1")
+        xw = rearrange(xk * to_end, "b k q (g r) p -> b k g (r p) q", g=G)
+        states = torch.matmul(xw, bk.transpose(2, 3))  # (B, K, G, R P, N)
+        states = rearrange(states, "b k g (r p) n -> b k (g r) p n", r=R)
         # 3. pass states across chunks (a scan over K, as one small quadratic form)
         h0 = torch.zeros_like(states[:, :1]) if h0 is None else h0[:, None]
         states = torch.cat([h0, states], dim=1)  # (B, K+1, H, P, N)
-        decay_chunk = decay_matrix(F.pad(a_cum[..., -1], (1, 0)))  # (B, H, K+1, K+1)
+        decay_chunk = decay_matrix(F.pad(rearrange(cs[..., -1], "b k h -> b h k"), (1, 0)).to(x.dtype))  # (B, H, K+1, K+1)
         states = torch.einsum("bhzk,bkhpn->bzhpn", decay_chunk, states)
         states, h_last = states[:, :-1], states[:, -1]
-        # 4. read each chunk's incoming state out at every position
-        y = y + torch.einsum("bkhqn,bkhpn,bhkq->bkqhp", ch, states, torch.exp(a_cum))
+        # 4. read each chunk's incoming state out at every position, per group: (Q, N) @ (N, R P)
+        read = torch.matmul(ck.transpose(2, 3), rearrange(states, "b k (g r) p n -> b k g n (r p)", g=G))  # (B, K, G, Q, R P)
+        from_start = rearrange(torch.exp(cs).to(x.dtype), "b k h q -> b k q h 1")
+        y = y + rearrange(read, "b k g q (r p) -> b k q (g r) p", r=R) * from_start
     y = rearrange(y, "b k q h p -> b (k q) h p")[:, :T]
     return y, (h_last if final_state else None)
 
@@ -235,21 +293,25 @@ class SSDMixer(nn.Module):
         """(..., G, N) -> (..., H, N): each group's B or C repeated for its H/G heads."""
         return repeat(t, "... g n -> ... (g r) n", r=self.cfg.n_heads // self.cfg.n_groups)
 
-    def _out(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        y = rearrange(y + self.D[:, None] * x, "... h p -> ... (h p)")
-        return self.out_proj(self.norm(y * F.silu(z)))
+    def _out(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """y (..., H, P) (with its D x skip) gated by SiLU(z), RMSNorm (the fused kernel, with self.norm's
+        weight and eps), out_proj."""
+        y = rearrange(y, "... h p -> ... (h p)") * F.silu(z)
+        return self.out_proj(F.rms_norm(y, (self.cfg.d_inner,), self.norm.weight, self.norm.eps))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         z, xbc, dt = self._split(self.in_proj(u))
         x, a, B, C, delta = self._heads(F.silu(self.conv1d(xbc)), dt)  # x (B, T, H, P)
-        xd = x * delta[..., None]
-        if self.cfg.mode == "chunked":
-            y, _ = ssd_chunked(xd, a, B, C, self.cfg.chunk, final_state=False)
-        elif self.cfg.mode == "sequential":
-            y, _ = ssd_ref(xd, a, self._per_head(B), self._per_head(C))
+        if self.cfg.mode == "chunked":  # x * delta and the skip D x inside
+            y, _ = ssd_chunked(x, a, B, C, self.cfg.chunk, final_state=False, dt=delta, D=self.D)
         else:
-            y = ssd_quadratic(xd, a, self._per_head(B), self._per_head(C))
-        return self._out(y, x, z)
+            xd = x * delta[..., None]
+            if self.cfg.mode == "sequential":
+                y, _ = ssd_ref(xd, a, self._per_head(B), self._per_head(C))
+            else:
+                y = ssd_quadratic(xd, a, self._per_head(B), self._per_head(C))
+            y = y + self.D[:, None] * x
+        return self._out(y, z)
 
     def step(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None):
         """One token: u (B, D), state (h (B, H, P, N), conv buffer (B, E + 2GN, k-1))."""
@@ -263,8 +325,8 @@ class SSDMixer(nn.Module):
         x, a, B, C, delta = self._heads(F.silu(xbc), dt)  # x (B, H, P)
         B, C = self._per_head(B), self._per_head(C)
         h = torch.exp(a)[..., None, None] * h + torch.einsum("bhp,bhn->bhpn", x * delta[..., None], B)
-        y = torch.einsum("bhpn,bhn->bhp", h, C)
-        return self._out(y, x, z), (h, buf)
+        y = torch.einsum("bhpn,bhn->bhp", h, C) + self.D[:, None] * x
+        return self._out(y, z), (h, buf)
 
 
 class SSDBackbone(SSMBackbone):
