@@ -211,22 +211,22 @@ def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True, dt=No
     y = DiagonalBlocks.apply(xk, dtk, cs, bk, ck, D)  # (B, K, Q, H, P)
     if K > 1 or h0 is not None or final_state:
         R = H // G
-        xk = xk if dtk is None else xk * dtk[..., None]
+        xd = xk if dtk is None else xk * dtk[..., None]
         # 2. the state each chunk leaves behind (from a zero state at its start), per group: (R P, Q) @ (Q, N)
         to_end = rearrange(torch.exp(cs[..., -1:] - cs).to(x.dtype), "b k h q -> b k q h 1")
-        xw = rearrange(xk * to_end, "b k q (g r) p -> b k g (r p) q", g=G)
-        states = torch.matmul(xw, bk.transpose(2, 3))  # (B, K, G, R P, N)
-        states = rearrange(states, "b k g (r p) n -> b k (g r) p n", r=R)
-        # 3. pass states across chunks (a scan over K, as one small quadratic form)
-        h0 = torch.zeros_like(states[:, :1]) if h0 is None else h0[:, None]
-        states = torch.cat([h0, states], dim=1)  # (B, K+1, H, P, N)
-        decay_chunk = decay_matrix(F.pad(rearrange(cs[..., -1], "b k h -> b h k"), (1, 0)).to(x.dtype))  # (B, H, K+1, K+1)
-        states = torch.einsum("bhzk,bkhpn->bzhpn", decay_chunk, states)
-        states, h_last = states[:, :-1], states[:, -1]
+        xw = rearrange(xd * to_end, "b k q (g r) p -> b k g (r p) q", g=G)
+        states = rearrange(torch.matmul(xw, bk.transpose(2, 3)), "b k g (r p) n -> b k (g r) p n", r=R)  # (B, K, H, P, N)
+        # 3. pass states across chunks: h_k = exp(a's sum over chunk k) h_{k-1} + states_k, a scan over K
+        decay = torch.exp(cs[..., -1]).to(x.dtype)[..., None, None]  # (B, K, H, 1, 1)
+        h, entering = (torch.zeros_like(states[:, 0]) if h0 is None else h0), []
+        for k in range(K):
+            entering.append(h)
+            h = torch.addcmul(states[:, k], decay[:, k], h)
+        h_last = h
         # 4. read each chunk's incoming state out at every position, per group: (Q, N) @ (N, R P)
-        read = torch.matmul(ck.transpose(2, 3), rearrange(states, "b k (g r) p n -> b k g n (r p)", g=G))  # (B, K, G, Q, R P)
-        from_start = rearrange(torch.exp(cs).to(x.dtype), "b k h q -> b k q h 1")
-        y = y + rearrange(read, "b k g q (r p) -> b k q (g r) p", r=R) * from_start
+        incoming = rearrange(torch.stack(entering, dim=1), "b k (g r) p n -> b k g n (r p)", g=G)
+        read = rearrange(torch.matmul(ck.transpose(2, 3), incoming), "b k g q (r p) -> b k q (g r) p", r=R)
+        y = torch.addcmul(y, read, rearrange(torch.exp(cs).to(x.dtype), "b k h q -> b k q h 1"))
     y = rearrange(y, "b k q h p -> b (k q) h p")[:, :T]
     return y, (h_last if final_state else None)
 
