@@ -169,6 +169,32 @@ class DiagonalBlocks(torch.autograd.Function):
         return gx, g_dt, g_cs.to(ctx.cs_dtype), gb, gc, g_D
 
 
+class GatedRMSNorm(torch.autograd.Function):
+    """RMSNorm(y * SiLU(z)) * w over the last dim (Mamba-2's gated norm), with the backward written out:
+    with g = y * SiLU(z), r = 1 / rms(g) and P = dout * g, dw = sum over rows of r P and
+    dg = r (dout w - r^2 g mean(P w)): the row sums are matrix-vector products, no broadcast sums."""
+
+    @staticmethod
+    def forward(ctx, y, z, w, eps: float):
+        s = F.silu(z)
+        g = y * s
+        r = torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_().div_(g.shape[-1]).add_(eps).rsqrt_()  # (..., 1)
+        ctx.save_for_backward(y, z, s, g, r, w)
+        return (g * r).mul_(w)
+
+    @staticmethod
+    def backward(ctx, dout):
+        y, z, s, g, r, w = ctx.saved_tensors
+        E = g.shape[-1]
+        P = (dout * g).view(-1, E)
+        dw = P.t() @ r.view(-1)
+        coef = (P @ w).view_as(r).mul_(r.pow(3)).div_(E)
+        dg = (dout * w).mul_(r).addcmul_(g, coef, value=-1.0)
+        dy = dg * s
+        dz = torch.ops.aten.silu_backward(dg.mul_(y), z)
+        return dy, dz, dw, None
+
+
 def ssd_ref(x, a, b, c, h0=None):
     """The recurrence, one step at a time. x (B,T,H,P), a (B,T,H), b c (B,T,H,N) -> y (B,T,H,P), h (B,H,P,N)."""
     h = x.new_zeros(x.shape[0], x.shape[2], x.shape[3], b.shape[-1]) if h0 is None else h0
@@ -294,10 +320,9 @@ class SSDMixer(nn.Module):
         return repeat(t, "... g n -> ... (g r) n", r=self.cfg.n_heads // self.cfg.n_groups)
 
     def _out(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """y (..., H, P) (with its D x skip) gated by SiLU(z), RMSNorm (the fused kernel, with self.norm's
-        weight and eps), out_proj."""
-        y = rearrange(y, "... h p -> ... (h p)") * F.silu(z)
-        return self.out_proj(F.rms_norm(y, (self.cfg.d_inner,), self.norm.weight, self.norm.eps))
+        """y (..., H, P) (with its D x skip) gated by SiLU(z), RMSNorm (self.norm's weight and eps), out_proj."""
+        y = GatedRMSNorm.apply(rearrange(y, "... h p -> ... (h p)"), z, self.norm.weight, self.norm.eps)
+        return self.out_proj(y)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         z, xbc, dt = self._split(self.in_proj(u))
