@@ -192,6 +192,32 @@ def test_ssd_chunked_gradients_equal_the_recurrence(T, chunk, groups):
         torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("T, chunk", [(12, 4), (13, 5), (9, 16)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_ssd_chunked_fused_scaling_skip_and_initial_state(T, chunk, groups):
+    """The mixer's fused form, y = SSD(dt x) + D x from an initial state h0, against the recurrence on
+    dt x plus D x: outputs, final state and the gradients of all seven inputs."""
+    x, a, b, c = ssd_inputs(T, H=3, seed=4)
+    g = torch.Generator().manual_seed(5)
+    dt = torch.rand(2, T, 3, generator=g, dtype=torch.float64) + 0.1
+    D, h0 = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    b, c = b[:, :, :groups], c[:, :, :groups]
+    ins = [t.clone().requires_grad_() for t in (x, a, b, c, dt, D, h0)]
+    ref_ins = [t.clone().requires_grad_() for t in (x, a, b, c, dt, D, h0)]
+    per_head = lambda t: t.repeat_interleave(3 // groups, dim=2)
+    y, h = ssd_chunked(*ins[:4], chunk, h0=ins[6], dt=ins[4], D=ins[5])
+    xr, ar, br, cr, dtr, Dr, h0r = ref_ins
+    y_ref, h_ref = ssd_ref(xr * dtr[..., None], ar, per_head(br), per_head(cr), h0r)
+    y_ref = y_ref + Dr[:, None] * xr
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
+    w, v = torch.randn_like(y), torch.randn_like(h)
+    grads = torch.autograd.grad((y * w).sum() + (h * v).sum(), ins)
+    grads_ref = torch.autograd.grad((y_ref * w).sum() + (h_ref * v).sum(), ref_ins)
+    for name, p, q in zip(["x", "a", "b", "c", "dt", "D", "h0"], grads, grads_ref):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9, msg=f"grad of {name}")
+
+
 def test_ssd_chunked_float32_matches_the_old_segsum_form():
     """float32 at the grid's shape and realistic decays (Δ A down to -1.6 per step): the fast chunked
     form stays within float rounding of the chunked form built on the masked-cumsum segsum."""

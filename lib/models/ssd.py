@@ -104,39 +104,53 @@ def decay_matrix(a: torch.Tensor) -> torch.Tensor:
 LOG_FLOOR = -60.0  # decays below exp(-60) (1e-26 of the diagonal's 1, far below float32 rounding) are raised to it
 
 
-class DiagonalBlocks(torch.autograd.Function):
-    """Step 1 of the chunked algorithm, the quadratic form inside each chunk, with the input scaling and
-    the skip around it: y = (L ∘ C B^T)(Δ x) + D x, in one function with its backward written out.
-    x (B, K, Q, H, P) (any strides), Δ (B, K, Q, H) or None (1), cs = cumsum(a) within each chunk
-    (B, K, H, Q) in float64 (or x's dtype), b c (B, K, Q, G, N) with G dividing H, D (H,) or None (0)
-    -> y (B, K, Q, H, P), contiguous: (B, T, H, P) in memory, as the mixer reads it on.
+def _decays(log_decay: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """exp of log-decays (<= 0), in dtype, with those below LOG_FLOOR set to exactly 0 (no subnormals)."""
+    return F.threshold(log_decay, LOG_FLOOR, -torch.inf).exp().to(dtype)
 
-    L_ts = exp(cs_t - cs_s) (s <= t), with cs split into x's dtype as hi + lo (hi the rounded sum, lo
-    what rounding dropped): L = diag(e^lo) E diag(e^-lo) with E_ts = exp(hi_t - hi_s), so only E is
-    (Q, Q) per head, and the lo factors scale X before the product and Y after it: the differences of
-    large sums lose nothing, and no (Q, Q) pass is spent on lo. The causal mask is applied to C B^T
-    (once per group, not per head); above the diagonal E is exp(0) = 1, times 0. E's exponent is
-    clamped to [LOG_FLOOR, 0]: exp of the large negative sums long chunks reach (and of -inf) takes a
-    many times slower path on CPUs and gives subnormal floats, which slow every product they touch.
 
-    Backward, with M = L ∘ C B^T (so Y = M X, X = Δ x) and G = dL ∘ L = dM ∘ M: dLoss/dcs_t is G's row
-    sum minus its column sum, and these are row-wise dot products of (Q, P) tensors, no (Q, Q) pass:
-    sum_s G_ts = sum_p dY_tp Y_tp and sum_t G_ts = sum_p X_sp dX_sp. dC B^T = sum over a group's
-    heads of dM ∘ L (in which the lo factors cancel), masked."""
+class ChunkedSSD(torch.autograd.Function):
+    """The chunked algorithm with the mixer's input scaling and skip, y = SSD(Δ x) + D x, in one function
+    with its backward written out. x (B, K, Q, H, P) (any strides), Δ (B, K, Q, H) or None (1),
+    cs = cumsum(a) within each chunk (B, K, H, Q) in float64 (or x's dtype), b c (B, K, Q, G, N) with G
+    dividing H, D (H,) or None (0), h0 (B, H, P, N) or None (0) -> y (B, K, Q, H, P), contiguous ((B, T, H, P)
+    in memory, as the mixer reads it on), and the state after the last chunk (B, H, P, N) if final_state.
+    With X = Δ x:
+
+    1. Inside each chunk, the quadratic form Y = (L ∘ C B^T) X, L_ts = exp(cs_t - cs_s) (s <= t). cs is
+       split into x's dtype as hi + lo (hi the rounded sum, lo what rounding dropped): L = diag(e^lo) E
+       diag(e^-lo) with E_ts = exp(hi_t - hi_s), so only E is (Q, Q) per head and the lo factors scale X
+       before the product and Y after it: the differences of large sums lose nothing, and no (Q, Q) pass is
+       spent on lo. The causal mask is applied to C B^T (once per group, not per head); above the diagonal E
+       is exp(0) = 1, times 0. E's exponent is clamped to [LOG_FLOOR, 0]: exp of the large negative sums
+       long chunks reach (and of -inf) takes a many times slower path on CPUs and gives subnormal floats,
+       which slow every product they touch.
+    2. The state each chunk leaves (from zero): S_k = sum_q exp(cs_end - cs_q) X_q B_q^T, per group one
+       (R P, Q) @ (Q, N) product (R = H / G heads).
+    3. The state entering chunk k: h_k = exp(cs_end of chunk k-1) h_{k-1} + S_{k-1}, a scan over chunks.
+    4. Y_q += exp(cs_q) h_k C_q, per group one (Q, N) @ (N, R P) product.
+
+    Backward: with M = L ∘ C B^T and G = dL ∘ L = dM ∘ M, dLoss/dcs_t from step 1 is G's row sum minus its
+    column sum, which are row-wise dot products of (Q, P) tensors, no (Q, Q) pass: sum_s G_ts =
+    sum_p dY_tp (M X)_tp and sum_t G_ts = sum_p X_sp (M^T dY)_sp. dC B^T = sum over a group's heads of
+    dM ∘ L (in which the lo factors cancel), masked. Steps 2-4 are products and a scan, run backwards."""
 
     @staticmethod
-    def forward(ctx, x, dt, cs, b, c, D):
+    def forward(ctx, x, dt, cs, b, c, D, h0, final_state: bool):
         Bsz, K, Q, H, P = x.shape
-        G = b.shape[3]
+        G, N = b.shape[3], b.shape[4]
+        R = H // G
         hi = cs.to(x.dtype)
         lo = (cs - hi.to(cs.dtype)).to(x.dtype)  # (B, K, H, Q)
         up, down = lo.exp()[..., None], lo.neg().exp()
-        scale = (down if dt is None else dt.transpose(2, 3) * down)[..., None]  # (B, K, H, Q, 1)
+        dtT = None if dt is None else dt.transpose(2, 3)  # (B, K, H, Q)
+        scale = (down if dtT is None else dtT * down)[..., None]  # (B, K, H, Q, 1)
+        bg, cg = b.transpose(2, 3), c.transpose(2, 3)  # (B, K, G, Q, N)
+        # 1. the diagonal blocks
         E = (hi[..., :, None] - hi[..., None, :]).clamp_(LOG_FLOOR, 0.0).exp_()  # (B, K, H, Q, S)
-        bg, cg = (t.transpose(2, 3) for t in (b, c))  # (B, K, G, Q, N)
         CB = torch.matmul(cg, bg.transpose(-1, -2)).tril_()  # (B, K, G, Q, S), 0 above the diagonal
-        M = (E.view(Bsz, K, G, H // G, Q, Q) * CB[:, :, :, None]).view(Bsz, K, H, Q, Q)
-        xs = torch.mul(x.transpose(2, 3), scale, out=x.new_empty(Bsz, K, H, Q, P))  # e^-lo Δ x
+        M = (E.view(Bsz, K, G, R, Q, Q) * CB[:, :, :, None]).view(Bsz, K, H, Q, Q)
+        xs = torch.mul(x.transpose(2, 3), scale, out=x.new_empty(Bsz, K, H, Q, P))  # e^-lo X
         z = torch.matmul(M, xs)  # (B, K, H, Q, P)
         y = x.new_empty(Bsz, K, Q, H, P)
         if D is None:
@@ -144,29 +158,90 @@ class DiagonalBlocks(torch.autograd.Function):
         else:
             torch.mul(x, D[:, None], out=y).transpose(2, 3).addcmul_(z, up)
         ctx.save_for_backward(E, M, bg, cg, xs, z, up, down, scale, x, dt, D)
-        ctx.cs_dtype = cs.dtype
-        return y
+        ctx.cs_dtype, ctx.has_h0, ctx.final_state, ctx.steps = cs.dtype, h0 is not None, final_state, False
+        k_in = 0 if h0 is not None else 1  # the first chunk with an incoming state
+        k_out = K if final_state else K - 1  # the chunks whose states are passed on
+        if k_in >= K and k_out <= 0:
+            return y, None
+        ctx.steps = True
+        # 2. the states the chunks leave: xv = exp(cs_end - cs) X, natural layout, (R P, Q) @ (Q, N) per group
+        vv = _decays(cs[..., -1:] - cs, x.dtype)  # (B, K, H, Q)
+        wgt = (vv if dtT is None else vv * dtT).transpose(2, 3)  # (B, K, Q, H)
+        xv = torch.mul(x[:, :k_out], wgt[:, :k_out, ..., None], out=x.new_empty(Bsz, k_out, Q, H, P))
+        xvg = xv.view(Bsz, k_out, Q, G, R * P).permute(0, 1, 3, 2, 4)  # (B, k_out, G, Q, R P)
+        S = torch.matmul(xvg.transpose(-1, -2), bg[:, :k_out])  # (B, k_out, G, R P, N)
+        # 3. the states entering the chunks
+        ec = _decays(cs[..., -1], x.dtype).view(Bsz, K, G, R, 1, 1)
+        h = x.new_zeros(Bsz, G, R * P, N) if h0 is None else h0.reshape(Bsz, G, R * P, N)
+        h_in = x.new_empty(Bsz, K, G, R * P, N)
+        for k in range(K):
+            h_in[:, k] = h
+            if k < k_out:
+                h = torch.addcmul(S[:, k].view(Bsz, G, R, P, N), ec[:, k], h.view(Bsz, G, R, P, N)).view(Bsz, G, R * P, N)
+        # 4. read them out: (Q, N) @ (N, R P) per group, times exp(cs_q), added to y
+        ecs = _decays(cs[:, k_in:], x.dtype).transpose(2, 3)  # (B, K - k_in, Q, H)
+        read = torch.matmul(cg[:, k_in:], h_in[:, k_in:].transpose(-1, -2))  # (B, K - k_in, G, Q, R P)
+        read = read.view(Bsz, K - k_in, G, Q, R, P).permute(0, 1, 3, 2, 4, 5)  # (B, K - k_in, Q, G, R, P)
+        y[:, k_in:].view(Bsz, K - k_in, Q, G, R, P).addcmul_(read, ecs.reshape(Bsz, K - k_in, Q, G, R, 1))
+        ctx.step_tensors = (vv, wgt, xv, S, ec, h_in, ecs, read)
+        return y, (h.view(Bsz, H, P, N) if final_state else None)
 
     @staticmethod
-    def backward(ctx, gy):
+    def backward(ctx, gy, g_last):
         E, M, bg, cg, xs, z, up, down, scale, x, dt, D = ctx.saved_tensors
         Bsz, K, H, Q, P = xs.shape
-        G = bg.shape[2]
+        G, N = bg.shape[2], bg.shape[4]
+        R = H // G
         gys = torch.mul(gy.transpose(2, 3), up, out=xs.new_empty(xs.shape))  # e^lo dY
+        # 1. the diagonal blocks
         gxs = torch.matmul(M.transpose(-1, -2), gys)  # (B, K, H, S, P)
         gM = torch.matmul(gys, xs.transpose(-1, -2)).mul_(E)  # dM ∘ L without the lo factors, which cancel
-        gCB = gM.view(Bsz, K, G, H // G, Q, Q).sum(3).tril_()  # (B, K, G, Q, S)
-        gc = torch.matmul(gCB, bg).transpose(2, 3)
-        gb = torch.matmul(gCB.transpose(-1, -2), cg).transpose(2, 3)
+        gCB = gM.view(Bsz, K, G, R, Q, Q).sum(3).tril_()  # (B, K, G, Q, S)
+        gc = torch.matmul(gCB, bg)  # (B, K, G, Q, N)
+        gb = torch.matmul(gCB.transpose(-1, -2), cg)
         g_cs = (gys * z).addcmul_(xs, gxs, value=-1.0).sum(-1)  # (B, K, H, Q): G's row sums minus column sums
-        g_dt = None if dt is None else ((gxs * x.transpose(2, 3)).sum(-1) * down).transpose(2, 3)
-        gx = xs.new_empty(Bsz, K, Q, H, P)
-        torch.mul(gxs, scale, out=gx.transpose(2, 3))
+        gX = xs.new_empty(Bsz, K, Q, H, P)  # dLoss/dX, X = Δ x
+        torch.mul(gxs, down[..., None], out=gX.transpose(2, 3))
+        g_h0 = None
+        if ctx.steps:
+            vv, wgt, xv, S, ec, h_in, ecs, read = ctx.step_tensors
+            k_in, k_out = K - ecs.shape[1], xv.shape[1]
+            # 4. the read-out
+            g_ecs = (gy[:, k_in:] * read.reshape(Bsz, K - k_in, Q, H, P)).sum(-1)  # (B, K - k_in, Q, H)
+            g_cs[:, k_in:] += (g_ecs * ecs).transpose(2, 3)
+            g_read = (gy[:, k_in:] * ecs[..., None]).view(Bsz, K - k_in, Q, G, R * P).permute(0, 1, 3, 2, 4)  # (B, ., G, Q, R P)
+            gc[:, k_in:] += torch.matmul(g_read, h_in[:, k_in:])
+            g_h_in = torch.matmul(cg[:, k_in:].transpose(-1, -2), g_read)  # (B, K - k_in, G, N, R P)
+            # 3. the scan, backwards: h_{k+1} = ec_k h_k + S_k
+            acc = xs.new_zeros(Bsz, G, R * P, N) if g_last is None else g_last.reshape(Bsz, G, R * P, N).clone()
+            gS = xs.new_empty(S.shape)
+            g_ec = xs.new_zeros(Bsz, K, G, R)
+            for k in reversed(range(K)):
+                if k < k_out:
+                    gS[:, k] = acc
+                    g_ec[:, k] = (acc * h_in[:, k]).view(Bsz, G, R, P * N).sum(-1)
+                    acc = (acc.view(Bsz, G, R, P, N) * ec[:, k]).view(Bsz, G, R * P, N)
+                if k >= k_in:
+                    acc = acc + g_h_in[:, k - k_in].transpose(-1, -2)
+            if ctx.has_h0:
+                g_h0 = acc.view(Bsz, H, P, N)
+            g_cs[..., -1] += (g_ec * ec.view(Bsz, K, G, R)).view(Bsz, K, H)
+            # 2. the chunks' states
+            gxv = torch.matmul(bg[:, :k_out], gS.transpose(-1, -2))  # (B, k_out, G, Q, R P)
+            gxv = gxv.view(Bsz, k_out, G, Q, R, P).permute(0, 1, 3, 2, 4, 5).reshape(Bsz, k_out, Q, H, P)
+            gb[:, :k_out] += torch.matmul(xv.view(Bsz, k_out, Q, G, R * P).permute(0, 1, 3, 2, 4), gS)
+            g_wgt = (gxv * x[:, :k_out]).sum(-1)  # (B, k_out, Q, H)
+            gX[:, :k_out].addcmul_(gxv, vv[:, :k_out].transpose(2, 3)[..., None])
+            g_vv = (g_wgt if dt is None else g_wgt * dt[:, :k_out]).transpose(2, 3) * vv[:, :k_out]  # (B, k_out, H, Q)
+            g_cs[:, :k_out] -= g_vv
+            g_cs[:, :k_out, :, -1] += g_vv.sum(-1)
+        g_dt = None if dt is None else (gX * x).sum(-1)
+        gx = gX if dt is None else gX.mul_(dt[..., None])
         g_D = None
         if D is not None:
             gx.addcmul_(gy, D[:, None])
             g_D = (gy * x).sum((0, 1, 2, 4))
-        return gx, g_dt, g_cs.to(ctx.cs_dtype), gb, gc, g_D
+        return gx, g_dt, g_cs.to(ctx.cs_dtype), gb.transpose(2, 3), gc.transpose(2, 3), g_D, g_h0, None
 
 
 class GatedRMSNorm(torch.autograd.Function):
@@ -233,28 +308,8 @@ def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True, dt=No
     # (decays between positions) stay exact however large the sums grow
     wide = torch.float64 if a.device.type in ("cpu", "cuda") else a.dtype
     cs = torch.cumsum(rearrange(a, "b (k q) h -> b k h q", q=chunk).to(wide), dim=-1)  # (B, K, H, Q)
-    # 1. inside each chunk: the diagonal blocks of the quadratic form, (C B^T ∘ L) X per head (and D x)
-    y = DiagonalBlocks.apply(xk, dtk, cs, bk, ck, D)  # (B, K, Q, H, P)
-    if K > 1 or h0 is not None or final_state:
-        R = H // G
-        xd = xk if dtk is None else xk * dtk[..., None]
-        # 2. the state each chunk leaves behind (from a zero state at its start), per group: (R P, Q) @ (Q, N)
-        to_end = rearrange(torch.exp(cs[..., -1:] - cs).to(x.dtype), "b k h q -> b k q h 1")
-        xw = rearrange(xd * to_end, "b k q (g r) p -> b k g (r p) q", g=G)
-        states = rearrange(torch.matmul(xw, bk.transpose(2, 3)), "b k g (r p) n -> b k (g r) p n", r=R)  # (B, K, H, P, N)
-        # 3. pass states across chunks: h_k = exp(a's sum over chunk k) h_{k-1} + states_k, a scan over K
-        decay = torch.exp(cs[..., -1]).to(x.dtype)[..., None, None]  # (B, K, H, 1, 1)
-        h, entering = (torch.zeros_like(states[:, 0]) if h0 is None else h0), []
-        for k in range(K):
-            entering.append(h)
-            h = torch.addcmul(states[:, k], decay[:, k], h)
-        h_last = h
-        # 4. read each chunk's incoming state out at every position, per group: (Q, N) @ (N, R P)
-        incoming = rearrange(torch.stack(entering, dim=1), "b k (g r) p n -> b k g n (r p)", g=G)
-        read = rearrange(torch.matmul(ck.transpose(2, 3), incoming), "b k g q (r p) -> b k q (g r) p", r=R)
-        y = torch.addcmul(y, read, rearrange(torch.exp(cs).to(x.dtype), "b k h q -> b k q h 1"))
-    y = rearrange(y, "b k q h p -> b (k q) h p")[:, :T]
-    return y, (h_last if final_state else None)
+    y, h_last = ChunkedSSD.apply(xk, dtk, cs, bk, ck, D, h0, final_state)  # (B, K, Q, H, P)
+    return rearrange(y, "b k q h p -> b (k q) h p")[:, :T], h_last
 
 
 @dataclass(frozen=True)
