@@ -43,70 +43,15 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
     return out.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=a.device).tril(), -torch.inf)
 
 
-_MASKS: dict = {}
-
-
-def causal_mask(T: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(T, T): 0 where s <= t, -inf above the diagonal (added before exp); built once per length, device, dtype."""
-    key = (T, device, dtype)
-    if key not in _MASKS:
-        _MASKS[key] = torch.full((T, T), -torch.inf, dtype=dtype, device=device).triu(1)
-    return _MASKS[key]
-
-
-def segsum_fast(a: torch.Tensor) -> torch.Tensor:
-    """The same as segsum, as differences of one cumsum, kept exact: the cumsum is taken in float64
-    and split into a's dtype as hi + lo (hi = the rounded sum, lo = what rounding dropped), and
-    (hi_t - hi_s) + (lo_t - lo_s) is within about one rounding of the exact difference, at least
-    as exact as segsum's masked cumsum (which rounds at every step). No (T, T) cumsum, no flipped
-    backward, no boolean masks: the -inf above the diagonal is added from a cached (T, T) matrix.
-    Devices without float64 (MPS) take the cumsum in a's dtype (lo = 0)."""
-    wide = torch.float64 if a.device.type in ("cpu", "cuda") else a.dtype
-    cs = torch.cumsum(a.to(wide), dim=-1)
-    hi = cs.to(a.dtype)
-    lo = (cs - hi.to(wide)).to(a.dtype)
-    out = hi[..., :, None] - hi[..., None, :]
-    out += lo[..., :, None] - lo[..., None, :]
-    return out.add_(causal_mask(a.shape[-1], a.device, a.dtype))
-
-
-class DecayMatrix(torch.autograd.Function):
-    """L = exp(segsum(a)): (..., T) -> (..., T, T), L_ts = exp(a_{s+1} + ... + a_t) for s <= t, else 0.
-
-    Forward by segsum_fast. Backward written out: with G = dLoss/dL * L (zero above the diagonal),
-    dLoss/dcs_j = sum_s G_js - sum_t G_tj (row sums minus column sums of one (T, T) tensor), and
-    dLoss/da_k = sum_{j >= k} dLoss/dcs_j: two reductions instead of autograd's float64 broadcast
-    backward (a negated (T, T) copy and its sums) and the cumsum's flips."""
-
-    @staticmethod
-    def forward(ctx, a):
-        # entries below exp(-60) (1e-26 of the diagonal's 1: far below float32 rounding) are set to 0:
-        # exp of the sums near -100 that long sequences reach would be subnormal floats, and every
-        # CPU operation that touches subnormals (here, and in the products and gradients downstream)
-        # runs many times slower
-        L = F.threshold_(segsum_fast(a), -60.0, -torch.inf).exp_()
-        ctx.save_for_backward(L)
-        return L
-
-    @staticmethod
-    def backward(ctx, g):
-        (L,) = ctx.saved_tensors
-        G = g * L
-        g_cs = G.sum(-1) - G.sum(-2)
-        return g_cs.flip(-1).cumsum(-1).flip(-1)
-
-
-def decay_matrix(a: torch.Tensor) -> torch.Tensor:
-    """exp(segsum(a)) (the matrix L of the quadratic form), fast; see DecayMatrix."""
-    return DecayMatrix.apply(a)
-
-
-LOG_FLOOR = -60.0  # decays below exp(-60) (1e-26 of the diagonal's 1, far below float32 rounding) are raised to it
+# Log-decays are clamped here: exp(-60) is 1e-26 of the diagonal's 1, far below float32 rounding. exp of the
+# large negative sums long chunks reach (and of -inf) takes a many times slower path on CPUs and gives
+# subnormal floats, which slow every product they touch.
+LOG_FLOOR = -60.0
 
 
 def _decays(log_decay: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """exp of log-decays (<= 0), in dtype, with those below LOG_FLOOR set to exactly 0 (no subnormals)."""
-    return F.threshold(log_decay, LOG_FLOOR, -torch.inf).exp().to(dtype)
+    """exp of log-decays (<= 0), clamped at LOG_FLOOR, in dtype."""
+    return log_decay.clamp(min=LOG_FLOOR).exp().to(dtype)
 
 
 class ChunkedSSD(torch.autograd.Function):
@@ -122,9 +67,7 @@ class ChunkedSSD(torch.autograd.Function):
        diag(e^-lo) with E_ts = exp(hi_t - hi_s), so only E is (Q, Q) per head and the lo factors scale X
        before the product and Y after it: the differences of large sums lose nothing, and no (Q, Q) pass is
        spent on lo. The causal mask is applied to C B^T (once per group, not per head); above the diagonal E
-       is exp(0) = 1, times 0. E's exponent is clamped to [LOG_FLOOR, 0]: exp of the large negative sums
-       long chunks reach (and of -inf) takes a many times slower path on CPUs and gives subnormal floats,
-       which slow every product they touch.
+       is exp(0) = 1, times 0. E's exponent is clamped to [LOG_FLOOR, 0].
     2. The state each chunk leaves (from zero): S_k = sum_q exp(cs_end - cs_q) X_q B_q^T, per group one
        (R P, Q) @ (Q, N) product (R = H / G heads).
     3. The state entering chunk k: h_k = exp(cs_end of chunk k-1) h_{k-1} + S_{k-1}, a scan over chunks.
@@ -158,7 +101,7 @@ class ChunkedSSD(torch.autograd.Function):
         else:
             torch.mul(x, D[:, None], out=y).transpose(2, 3).addcmul_(z, up)
         ctx.save_for_backward(E, M, bg, cg, xs, z, up, down, scale, x, dt, D)
-        ctx.cs_dtype, ctx.has_h0, ctx.final_state, ctx.steps = cs.dtype, h0 is not None, final_state, False
+        ctx.cs_dtype, ctx.has_h0, ctx.steps = cs.dtype, h0 is not None, False
         k_in = 0 if h0 is not None else 1  # the first chunk with an incoming state
         k_out = K if final_state else K - 1  # the chunks whose states are passed on
         if k_in >= K and k_out <= 0:
