@@ -4,7 +4,8 @@ import torch
 
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.mamba import MambaBackbone, MambaConfig, MambaMixer, scan, scan_ref, selective_scan, selective_scan_ref
-from lib.models.ssd import SSDBackbone, SSDConfig, SSDMixer, segsum, segsum_unstable, ssd_chunked, ssd_quadratic, ssd_ref
+from lib.models.ssd import (GatedRMSNorm, SSDBackbone, SSDConfig, SSDMixer, gated_rms_norm_ref, segsum, segsum_unstable, ssd_chunked,
+                            ssd_quadratic, ssd_ref)
 from lib.models.ssm import CausalConv
 from lib.tasks.regression import train_predictions
 
@@ -222,6 +223,32 @@ def test_ssd_chunked_float32_keeps_large_decay_sums_exact():
     y = ssd_chunked(x, a, b, c, 64, final_state=False)[0].double()
     y64 = ssd_chunked(x.double(), a.double(), b.double(), c.double(), 64, final_state=False)[0]
     assert (y - y64).abs().max() < 4e-7 * y64.abs().max()
+
+
+def test_gated_rms_norm_equals_its_reference_with_first_and_second_derivatives():
+    g = torch.Generator().manual_seed(7)
+    y, z = (torch.randn(3, 5, 12, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    w = (torch.rand(12, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    fused = lambda y, z, w: GatedRMSNorm.apply(y, z, w, 1e-5)
+    torch.testing.assert_close(fused(y, z, w), gated_rms_norm_ref(y, z, w, 1e-5), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(fused, (y, z, w))
+    assert torch.autograd.gradgradcheck(fused, (y, z, w))
+
+
+def test_chunked_ssd_refuses_double_backward_and_the_quadratic_mode_has_it():
+    """The chunked form's written-out backward has no second derivative: create_graph through it is an
+    error that names the modes that have one, never a silently partial Hessian."""
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    for mode in ("chunked", "quadratic"):
+        torch.manual_seed(0)
+        model = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, mode=mode)).double()
+        params = list(model.parameters())
+        if mode == "chunked":
+            with pytest.raises(RuntimeError, match="mode='quadratic'"):
+                torch.autograd.grad(model(x).pow(2).sum(), params, create_graph=True)
+        else:
+            grads = torch.autograd.grad(model(x).pow(2).sum(), params, create_graph=True)
+            assert all(h is not None for h in torch.autograd.grad(sum((t * t).sum() for t in grads), params))
 
 
 def test_ssd_initial_state_is_carried():

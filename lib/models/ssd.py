@@ -131,6 +131,9 @@ class ChunkedSSD(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, g_last):
+        if torch.is_grad_enabled():
+            raise RuntimeError("the chunked SSD has no second derivative (its backward is written out); "
+                               "for double backward (Hessians) use SSDConfig(mode='quadratic') or mode='sequential'")
         E, M, bg, cg, xs, z, up, down, scale, x, dt, D = ctx.saved_tensors
         Bsz, K, H, Q, P = xs.shape
         G, N = bg.shape[2], bg.shape[4]
@@ -187,10 +190,16 @@ class ChunkedSSD(torch.autograd.Function):
         return gx, g_dt, g_cs.to(ctx.cs_dtype), gb.transpose(2, 3), gc.transpose(2, 3), g_D, g_h0, None
 
 
+def gated_rms_norm_ref(y: torch.Tensor, z: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm(y * SiLU(z)) * w over the last dim (Mamba-2's gated norm), by autograd's own ops."""
+    g = y * F.silu(z)
+    return g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
 class GatedRMSNorm(torch.autograd.Function):
-    """RMSNorm(y * SiLU(z)) * w over the last dim (Mamba-2's gated norm), with the backward written out:
-    with g = y * SiLU(z), r = 1 / rms(g) and P = dout * g, dw = sum over rows of r P and
-    dg = r (dout w - r^2 g mean(P w)): the row sums are matrix-vector products, no broadcast sums."""
+    """gated_rms_norm_ref with the backward written out: with g = y * SiLU(z), r = 1 / rms(g) and
+    P = dout * g, dw = sum over rows of r P and dg = r (dout w - r^2 g mean(P w)): the row sums are
+    matrix-vector products, no broadcast sums. A double backward goes through gated_rms_norm_ref."""
 
     @staticmethod
     def forward(ctx, y, z, w, eps: float):
@@ -198,11 +207,14 @@ class GatedRMSNorm(torch.autograd.Function):
         g = y * s
         r = torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_().div_(g.shape[-1]).add_(eps).rsqrt_()  # (..., 1)
         ctx.save_for_backward(y, z, s, g, r, w)
+        ctx.eps = eps
         return (g * r).mul_(w)
 
     @staticmethod
     def backward(ctx, dout):
         y, z, s, g, r, w = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate the reference, recomputed on the saved inputs
+            return (*torch.autograd.grad(gated_rms_norm_ref(y, z, w, ctx.eps), (y, z, w), dout, create_graph=True), None)
         E = g.shape[-1]
         P = (dout * g).view(-1, E)
         dw = P.t() @ r.view(-1)
