@@ -4,7 +4,7 @@ import torch
 
 from lib.models.looped import Looped, LoopedConfig
 from lib.models.mamba import MambaBackbone, MambaConfig, MambaMixer, scan, scan_ref, selective_scan, selective_scan_ref
-from lib.models.ssd import (SSDBackbone, SSDConfig, SSDMixer, decay_matrix, segsum, segsum_fast, segsum_unstable, ssd_chunked,
+from lib.models.ssd import (GatedRMSNorm, SSDBackbone, SSDConfig, SSDMixer, gated_rms_norm_ref, segsum, segsum_unstable, ssd_chunked,
                             ssd_quadratic, ssd_ref)
 from lib.models.ssm import CausalConv
 from lib.tasks.regression import train_predictions
@@ -147,40 +147,6 @@ def test_segsum_forms_agree():
     assert segsum(a)[0, 4, 1] == pytest.approx(float(a[0, 2:5].sum()))
 
 
-@pytest.mark.parametrize("T", [1, 2, 9, 64])
-def test_segsum_fast_equals_segsum(T):
-    a = -torch.rand(2, 3, T, dtype=torch.float64) * 2
-    torch.testing.assert_close(segsum_fast(a), segsum(a), rtol=1e-12, atol=1e-12)
-    # float32: within a few roundings of the exact (float64) sums, and no worse than segsum's own float32 cumsum
-    exact = segsum(a)
-    tril = torch.ones(T, T, dtype=torch.bool).tril()
-    err_fast = (segsum_fast(a.float()).double() - exact)[..., tril].abs().max()
-    err_old = (segsum(a.float()).double() - exact)[..., tril].abs().max()
-    assert err_fast <= max(float(err_old), 4 * torch.finfo(torch.float32).eps * float(exact[..., tril].abs().max()))
-    assert torch.isneginf(segsum_fast(a)[..., ~tril]).all()
-
-
-@pytest.mark.parametrize("T", [1, 5, 33])
-def test_decay_matrix_equals_exp_segsum_with_gradients(T):
-    """DecayMatrix's written-out backward against autograd through the masked-cumsum segsum."""
-    a = (-torch.rand(2, 3, T, dtype=torch.float64) * 2).requires_grad_()
-    w = torch.randn(2, 3, T, T, dtype=torch.float64)
-    L = decay_matrix(a)
-    torch.testing.assert_close(L, torch.exp(segsum(a)), rtol=1e-12, atol=1e-12)
-    g = torch.autograd.grad((L * w).sum(), a)[0]
-    g_ref = torch.autograd.grad((torch.exp(segsum(a)) * w).sum(), a)[0]
-    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
-    assert torch.autograd.gradcheck(decay_matrix, (a[:1, :1].detach().clone().requires_grad_(),))
-
-
-def test_decay_matrix_drops_only_negligible_decays():
-    """Decays below exp(-60) are exactly 0 (no subnormal floats); every other entry is unchanged."""
-    a = torch.full((1, 40), -3.0, dtype=torch.float64)  # sums reach -117
-    L, ref = decay_matrix(a), torch.exp(segsum(a))
-    assert (L[ref < 1e-26] == 0).all() and (L[ref > 1e-26] > 0).all()
-    torch.testing.assert_close(L, ref, rtol=1e-12, atol=1e-26)
-
-
 @pytest.mark.parametrize("T, chunk", [(16, 4), (16, 16), (17, 4), (13, 5), (1, 8), (30, 7)])
 def test_ssd_chunked_equals_recurrence_equals_quadratic(T, chunk):
     x, a, b, c = ssd_inputs(T)
@@ -221,6 +187,32 @@ def test_ssd_chunked_gradients_equal_the_recurrence(T, chunk, groups):
         torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("T, chunk", [(12, 4), (13, 5), (9, 16)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_ssd_chunked_fused_scaling_skip_and_initial_state(T, chunk, groups):
+    """The mixer's fused form, y = SSD(dt x) + D x from an initial state h0, against the recurrence on
+    dt x plus D x: outputs, final state and the gradients of all seven inputs."""
+    x, a, b, c = ssd_inputs(T, H=3, seed=4)
+    g = torch.Generator().manual_seed(5)
+    dt = torch.rand(2, T, 3, generator=g, dtype=torch.float64) + 0.1
+    D, h0 = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    b, c = b[:, :, :groups], c[:, :, :groups]
+    ins = [t.clone().requires_grad_() for t in (x, a, b, c, dt, D, h0)]
+    ref_ins = [t.clone().requires_grad_() for t in (x, a, b, c, dt, D, h0)]
+    per_head = lambda t: t.repeat_interleave(3 // groups, dim=2)
+    y, h = ssd_chunked(*ins[:4], chunk, h0=ins[6], dt=ins[4], D=ins[5])
+    xr, ar, br, cr, dtr, Dr, h0r = ref_ins
+    y_ref, h_ref = ssd_ref(xr * dtr[..., None], ar, per_head(br), per_head(cr), h0r)
+    y_ref = y_ref + Dr[:, None] * xr
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
+    w, v = torch.randn_like(y), torch.randn_like(h)
+    grads = torch.autograd.grad((y * w).sum() + (h * v).sum(), ins)
+    grads_ref = torch.autograd.grad((y_ref * w).sum() + (h_ref * v).sum(), ref_ins)
+    for name, p, q in zip(["x", "a", "b", "c", "dt", "D", "h0"], grads, grads_ref):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9, msg=f"grad of {name}")
+
+
 def test_ssd_chunked_float32_matches_the_old_segsum_form():
     """float32 at the grid's shape and realistic decays (Δ A down to -1.6 per step): the fast chunked
     form stays within float rounding of the chunked form built on the masked-cumsum segsum."""
@@ -231,6 +223,61 @@ def test_ssd_chunked_float32_matches_the_old_segsum_form():
     per_head = lambda t: t[:, :, :1].expand(-1, -1, 10, -1)
     y_old = torch.einsum("bthn,bshn,bhts,bshp->bthp", per_head(c), per_head(b), L, x)
     torch.testing.assert_close(y, y_old, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [64, 16])
+def test_ssd_chunked_strong_decays(chunk):
+    """Log-decays summing to -640 over a chunk (exponents clamped at exp(-60), 1e-26 of the diagonal):
+    outputs, final state and gradients still equal the recurrence."""
+    x, a, b, c = ssd_inputs(64, seed=6)
+    a = a * 20
+    ins = [t.clone().requires_grad_() for t in (x, a, b, c)]
+    ref_ins = [t.clone().requires_grad_() for t in (x, a, b, c)]
+    y, h = ssd_chunked(*ins, chunk)
+    y_ref, h_ref = ssd_ref(*ref_ins)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y)
+    for name, p, q in zip("xabc", torch.autograd.grad((y * w).sum() + h.sum(), ins), torch.autograd.grad((y_ref * w).sum() + h_ref.sum(), ref_ins)):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-9, msg=f"grad of {name}")
+
+
+def test_ssd_chunked_float32_keeps_large_decay_sums_exact():
+    """float32 with log-decay sums down to -140 inside one chunk: within float32 rounding of the same
+    inputs in float64. Decays taken from differences of the rounded float32 sums alone (off by up to
+    their rounding, 8e-6 here) would leave errors near 2e-6 of max |y|, 20 times more."""
+    g = torch.Generator().manual_seed(3)
+    x, b, c = torch.randn(4, 64, 10, 16, generator=g), torch.randn(4, 64, 1, 16, generator=g), torch.randn(4, 64, 1, 16, generator=g)
+    a = -torch.rand(4, 64, 10, generator=g) * 4
+    y = ssd_chunked(x, a, b, c, 64, final_state=False)[0].double()
+    y64 = ssd_chunked(x.double(), a.double(), b.double(), c.double(), 64, final_state=False)[0]
+    assert (y - y64).abs().max() < 4e-7 * y64.abs().max()
+
+
+def test_gated_rms_norm_equals_its_reference_with_first_and_second_derivatives():
+    g = torch.Generator().manual_seed(7)
+    y, z = (torch.randn(3, 5, 12, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    w = (torch.rand(12, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    fused = lambda y, z, w: GatedRMSNorm.apply(y, z, w, 1e-5)
+    torch.testing.assert_close(fused(y, z, w), gated_rms_norm_ref(y, z, w, 1e-5), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(fused, (y, z, w))
+    assert torch.autograd.gradgradcheck(fused, (y, z, w))
+
+
+def test_chunked_ssd_refuses_double_backward_and_the_quadratic_mode_has_it():
+    """The chunked form's written-out backward has no second derivative: create_graph through it is an
+    error that names the modes that have one, never a silently partial Hessian."""
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    for mode in ("chunked", "quadratic"):
+        torch.manual_seed(0)
+        model = SSDBackbone(SSDConfig(d_model=16, d_state=4, d_head=8, mode=mode)).double()
+        params = list(model.parameters())
+        if mode == "chunked":
+            with pytest.raises(RuntimeError, match="mode='quadratic'"):
+                torch.autograd.grad(model(x).pow(2).sum(), params, create_graph=True)
+        else:
+            grads = torch.autograd.grad(model(x).pow(2).sum(), params, create_graph=True)
+            assert all(h is not None for h in torch.autograd.grad(sum((t * t).sum() for t in grads), params))
 
 
 def test_ssd_initial_state_is_carried():
