@@ -281,7 +281,8 @@ def render(verdicts: list[CellVerdict], loops: list[LoopVerdict], eff: list[Effi
                  f"({sum(v.label == SOLVED for v in verdicts)} reach the solve threshold).")
     lines.append(f"- **{zoology.label}** — {zoology.claim} (zoology: {zoology.ref_value}): {zoology.reason}.")
     for e in eff:
-        lines.append(f"- **{e.task}** ({e.difficulty}), parameter efficiency by {e.measure}: {e.reason}.")
+        lines.append(f"- **{e.task}** ({e.difficulty}), parameter efficiency: " +
+                     (f"no claim, {e.reason}." if e.best is None else f"by {e.measure}, {e.reason}."))
     for (task, lv), group in pd.DataFrame({"l": loops, "t": [x.task for x in loops], "d": [x.difficulty for x in loops]}).groupby(
             ["t", "d"], sort=False):
         by_label: dict[str, list[str]] = {}

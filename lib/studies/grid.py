@@ -33,7 +33,6 @@ from functools import lru_cache
 from typing import Callable
 
 import pandas as pd
-import torch
 
 from lib.analysis import ceilings
 from lib.analysis.grid import ERROR_FLOOR, choose_lr
@@ -174,6 +173,8 @@ class GridSettings(Config):
             raise ValueError(f"steps_for: each task's cap must be >= 1, got {bad}")
         for lr in self.lrs:
             _positive("lrs", lr)
+        if bad := {f.name: v for f in dataclasses.fields(self) if isinstance(v := getattr(self, f.name), float) and not math.isfinite(v)}:
+            raise ValueError(f"must be finite numbers: {bad}")
         if self.params < 1000 or self.b < 2 or self.layers < 1 or self.evals < 1 or self.workers < 1:
             raise ValueError(f"need params >= 1000, b >= 2, layers >= 1, evals >= 1, workers >= 1; got "
                              f"{self.params}, {self.b}, {self.layers}, {self.evals}, {self.workers}")
@@ -370,8 +371,8 @@ def run(s: GridSettings) -> GridResult:
             h = load(k, lr, s.seeds[:1])[0].sort_values("step")
             finals[lr] = (tasks[k[:2]][0].score(h.iloc[-1].to_dict()), solve(h, k))
             sweep_rows.append(dict(zip(("task", "difficulty", "body", "looped"), k), lr=lr, score=finals[lr][0],
-                                   solved=finals[lr][1].solved, samples_to_solve=finals[lr][1].bound,
-                                   steps=int(h["step"].iloc[-1]), stop_reason=h["stop_reason"].iloc[-1]))
+                                   samples_to_solve=str(finals[lr][1]), steps=int(h["step"].iloc[-1]),
+                                   stop_reason=h["stop_reason"].iloc[-1]))
         best[k] = choose_lr(finals)
     train_all([(k, best[k], seed) for k in models for seed in s.seeds[1:]])
     rows, histories = [], []
@@ -379,7 +380,7 @@ def run(s: GridSettings) -> GridResult:
         (t, lv, body, lp), (entry, task) = k, tasks[k[:2]]
         h, trained = load(k, best[k], s.seeds)
         ceiling = ceilings.ceiling(t, task)
-        histories.append(h.assign(task=t, difficulty=lv, body=body, looped=lp, lr=best[k], ceiling=ceiling,
+        histories.append(h.assign(task=t, difficulty=lv, body=body, looped=lp, ceiling=ceiling,  # its lr column: the schedule's
                                   score=[entry.score(r) for r in h.to_dict("records")]))
         for seed in s.seeds:
             runs = h[h.seed == seed].sort_values("step")

@@ -31,6 +31,7 @@ def curves(history: pd.DataFrame) -> Figure:
             ax.plot(mean.index, mean.values, ls="--" if looped else "-", color=color(body), label=f"{body}{' (looped)' if looped else ''}")
             ax.fill_between(mean.index, [b[0] for b in band], [b[1] for b in band], color=color(body), alpha=0.12, lw=0)
         ax.axhline(h["ceiling"].iloc[0], color="grey", ls=":", lw=1, label="shortcut ceiling")
+        ax.set_ylim(min(0.0, h["ceiling"].iloc[0]) - 0.05, 1.02)  # a regression's first evaluations can score far below 0
         ax.set_xscale("symlog", linthresh=max(1, h["samples"][h["samples"] > 0].min()))
         ax.set_xlabel("training samples (sequences)")
         ax.set_ylabel("validation score")
