@@ -206,7 +206,7 @@ class GridSettings(Config):
 
     def dry_run(self) -> "GridSettings":
         """The same grid's shapes and code paths at a few steps: two tasks, one level, one lr and
-        seed, two evaluations, on the CPU, one process."""
+        seed, a cap of 2 steps, on the CPU, in one process."""
         tasks = self.tasks[:2]
         return dataclasses.replace(
             self, tasks=tasks, levels=self.levels[:1], lrs=self.lrs[:1], seeds=self.seeds[:1], steps=2, min_steps=0, evals=1,
@@ -329,6 +329,12 @@ def score_cell(model, task: GridTask, entry: Entry, cfg: SeqConfig) -> dict:
     return out
 
 
+def step_cost(cfg: SeqConfig) -> float:
+    """A training step's relative cost: the body's cost per layer and position, times the layers it
+    runs and the positions it reads (its context is the task's length). It orders work only."""
+    return bodies.get(cfg.body.kind).cost * cfg.body.n_layer * cfg.b * cfg.body.ctx
+
+
 @dataclass
 class GridResult:
     table: pd.DataFrame  # one row per (task, level, body, plain/looped, seed) at the chosen lr
@@ -351,9 +357,9 @@ def run(s: GridSettings) -> GridResult:
     cell = lambda k, lr, seed: Cell(k[2], k[3], k[0], k[1], lr, seed)
     how = dict(backend=s.backend, ray_address=s.ray_address, gpus_per_run=s.gpus_per_run)
 
-    def train_all(pairs):  # [(model key, lr, seed)]: the missing ones, side by side
+    def train_all(pairs):  # [(model key, lr, seed)]: the missing ones, side by side, the costliest first
         train_missing(SeqModel, [(models[k], tasks[k[:2]][1], s.train_config(cell(k, lr, seed))) for k, lr, seed in pairs],
-                      STUDY, s.workers, **how)
+                      STUDY, s.workers, cost=step_cost, **how)
 
     def load(k, lr, seeds):  # (history, {(name, seed): model}) of finished runs
         return train_sweep(SeqModel, [models[k]], tasks[k[:2]][1], _keys(s.train_config(cell(k, lr, seeds[0]))),
