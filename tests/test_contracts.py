@@ -171,7 +171,7 @@ def test_a_bodys_constraints_reach_the_grid():
     s = grid.GridSettings(bodies=("hybrid", "mixer"), tasks=("induction",), params=4000, layers=1)
     assert grid.model_config(s, "hybrid", True, task).body.n_layer == bodies.BODIES["hybrid"].min_layers == 2
     assert grid.model_config(s, "mixer", False, task).body.ctx == task.seq_len  # weights sized by the window
-    assert grid.model_config(s, "ssd", False, task).body.ctx == 4 * task.seq_len
+    assert grid.model_config(s, "ssd", False, task).body.ctx == task.seq_len  # one position policy for every body
     with pytest.raises(ValueError, match="n_layer: body 'hybrid' needs at least 2 layers"):
         BodyConfig(kind="hybrid", n_layer=1)
 

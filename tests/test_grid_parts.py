@@ -1,5 +1,7 @@
-"""The block x task grid's parts (#17): every body in one sequence model, recall tasks against
+"""The block x task grid's parts: every body in one sequence model, recall tasks against
 plain-Python oracles, state sizes against the states the bodies really keep."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -141,19 +143,53 @@ def test_algorithmic_tasks_as_causal_sequences(task):
     assert 0 <= t.evaluate(model)["val_acc"] <= 1 and t.loss(model, b).isfinite()
 
 
-def test_width_is_solved_to_the_parameter_target():
-    from lib.studies.grid import GridSettings, TASKS, model_config
+PROFILES = ("cpu", "gpu")
 
-    s = GridSettings(params=30_000)
-    gt = TASKS["induction"]["easy"]
-    task = gt.build()
-    for kind in KINDS:
-        for looped in (False, True):
-            cfg = model_config(s, kind, looped, task)
-            n = SeqModel(cfg).n_params()
-            wider = SeqModel(SeqConfig(body=BodyConfig(**{**cfg.body.__dict__, "d_model": cfg.body.d_model + 16}),
-                                       vocab=cfg.vocab, n_out=cfg.n_out, b=cfg.b, T=cfg.T)).n_params()
-            assert abs(n - 30_000) <= abs(wider - 30_000), (kind, looped, n)  # no wider model is closer
+
+def profile(name):
+    from lib.config import read_config
+    from lib.paths import CONFIGS
+    from lib.studies.grid import GridSettings
+
+    raw, _ = read_config(CONFIGS / "block_task_grid" / f"{name}.yml")
+    return GridSettings.load({k: v for k, v in raw.items() if k != "device"})
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_model_of_a_profile_is_within_5_percent_of_the_target_with_wide_heads_and_no_spare_positions(name):
+    from lib.studies import grid
+
+    s = profile(name)
+    for (t, lv), (_, task) in grid.tasks_of(s).items():
+        for body in s.bodies:
+            for looped in s.looped:
+                cfg = grid.model_config(s, body, looped, task)
+                n = grid.n_params(cfg)
+                assert abs(n / s.params - 1) <= grid.PARAMS_TOL, (t, lv, body, looped, n)
+                assert n == SeqModel(cfg).n_params()
+                assert cfg.body.ctx == task.seq_len  # every body: a context of the task's length, no more
+                if body in ("attention", "hybrid"):
+                    assert cfg.body.d_model // cfg.body.n_head >= grid.MIN_HEAD_DIM and cfg.body.d_model % cfg.body.n_head == 0
+    table = grid.model_table(s)
+    assert table.params_gap_pct.abs().max() <= 100 * grid.PARAMS_TOL
+
+
+def test_solve_width_takes_the_closest_fitting_width():
+    from lib.studies.grid import solve_width
+
+    quadratic = lambda w: 10 * w * w
+    assert solve_width(quadratic, 10 * 37 * 37 + 1) == 37
+    odd_only = lambda w: quadratic(w) if w % 2 else None  # a body that takes odd widths only
+    assert solve_width(odd_only, 10 * 38 * 38) in (37, 39)
+    assert solve_width(quadratic, 10) == 8  # below the narrowest width: the narrowest
+
+
+def test_heads_are_at_least_16_wide_and_ssd_heads_divide_the_inner_width():
+    from lib.studies.grid import heads, ssd_head
+
+    assert [heads(w) for w in (15, 16, 31, 32, 48, 50, 64, 100)] == [1, 1, 1, 2, 3, 2, 4, 5]
+    assert ssd_head(32) == 16 and ssd_head(36) == 18 and ssd_head(37) is None  # 74 has no divisor in 8..32
+    assert all((2 * w) % ssd_head(w) == 0 for w in range(8, 200) if ssd_head(w))
 
 
 def test_grid_counts_trains_scores_and_resumes(monkeypatch, tmp_path):
@@ -162,80 +198,77 @@ def test_grid_counts_trains_scores_and_resumes(monkeypatch, tmp_path):
 
     monkeypatch.setattr(grid, "STUDY", f"test_grid_{tmp_path.name}")
     s = grid.GridSettings(bodies=("attention", "conv"), tasks=("induction", "linear"), params=4000, layers=1, b=2, lrs=(1e-3, 3e-3),
-                          seeds=(0, 1), steps=6, batch_size=8, warmup_steps=0, evals=2, device="cpu")
+                          seeds=(0, 1), steps=6, steps_for={"linear": 4}, batch_size=8, warmup_steps=0, evals=2, device="cpu")
     assert len(grid.expand(s)) == 2 * 2 * 2 * 2 and grid.n_runs(s) == 2 * 2 * 2 * (2 + 1)
     try:
-        cut = grid.GridSettings(**{**s.__dict__, "tasks": ("induction",)})
+        cut = dataclasses.replace(s, tasks=("induction",))
         grid.run(cut)  # a cut grid
         folder = CHECKPOINTS / grid.STUDY
         before = {p: p.stat().st_mtime_ns for p in folder.glob("*.pt")}
         assert len(before) == grid.n_runs(cut)
-        table, history = grid.run(s)  # resumes: the finished cells are loaded, not retrained
+        result = grid.run(s)  # resumes: the finished runs are loaded, not retrained
         assert all(p.stat().st_mtime_ns == t for p, t in before.items())
         assert len(list(folder.glob("*.pt"))) == grid.n_runs(s)
+        table = result.table
         assert len(table) == 2 * 2 * 2 * 2 and table.score.between(-10, 1).all()
+        assert (table.groupby(["task", "body", "looped"]).lr.nunique() == 1).all()  # one lr per cell, every seed
+        assert set(table[table.task == "linear"].steps) <= {4, 5}  # the task's own cap (and its decay)
+        assert (table.solved == table.samples_to_solve.notna()).all() and (table.solved != table.censored_at.notna()).all()
+        assert table[~table.solved].censored_at.eq(table[~table.solved].samples).all()  # censored at the run's last evaluation
+        assert (table.threshold > table.ceiling).all()
         looped = table[table.looped]
         assert looped.score_past_b.notna().all() and table[~table.looped].stability.isna().all()
-        assert (looped.stability.notna() == (looped.score >= grid.LEARNED)).all()  # stability only where the cell learned
+        assert len(result.sweep) == 2 * 2 * 2 * 2 and set(result.sweep.lr) == {1e-3, 3e-3}
+        assert {"score", "ceiling", "samples"} <= set(result.history.columns)
         long = grid.tidy(table)
-        assert set(long.length_factor) == {1, 2, 4} and (long.length_factor == 1).sum() == len(table)
-        assert table[table.task == "induction"].score_len4x.notna().all()
-        assert set(table.columns) >= {"body", "looped", "layers", "b", "params", "state_size", "task", "difficulty", "lr", "seed",
-                                      "score", "score_past_b", "train_minutes", "samples_per_s"}
+        assert (long.length_factor == 1).sum() == len(table)
+        extrapolated = long[long.length_factor > 1]
+        assert set(extrapolated.body) == {"conv"} and set(extrapolated.task) == {"induction"}  # attention has n positions only
     finally:
         import shutil
 
         shutil.rmtree(CHECKPOINTS / grid.STUDY, ignore_errors=True)
 
 
-def test_findings_call_equal_solved_cells_ties():
-    import pandas as pd
-
-    from lib.studies.grid import findings
-
-    per_seed = {("a", False): [1.0] * 5, ("b", False): [1.0] * 5, ("b", True): [0.4, 0.45, 0.5, 0.55, 0.6]}
-    table = pd.DataFrame([{"task": "t", "difficulty": "easy", "body": b, "looped": lp, "seed": i, "score": v}
-                          for (b, lp), vs in per_seed.items() for i, v in enumerate(vs)])
-    summ = pd.DataFrame([{"task": "t", "difficulty": "easy", "body": b, "looped": lp, "score": sum(vs) / 5, "lo": min(vs), "hi": max(vs),
-                          "seeds": 5, "params": 100} for (b, lp), vs in per_seed.items()])
-    text = findings(summ, table)
-    assert "not apart from b" in text and "hurts b" in text  # 5 seeds a side: exact p = 2/252
-    text = findings(summ, table[table.seed < 3])
-    assert "hurts no body" in text and "descriptive only" in text  # 3 seeds a side: never apart
-
-
 @pytest.mark.parametrize("name", ["mqar", "induction", "selective_mamba", "selective_copy", "flip", "addition", "linear", "sparse_linear"])
-def test_every_grid_task_names_a_convergence_metric_it_reports(name):
-    from lib.studies.grid import GridSettings, TASKS, model_config, train_config
-    from lib.train import TrainConfig
+def test_every_grid_task_trains_under_the_plateau_rule_on_a_metric_it_reports(name):
+    from lib.studies.grid import TASKS, Cell, GridSettings, model_config
 
     gt = TASKS[name]["easy"]
     task = gt.build()
-    s = GridSettings(params=4000, layers=1, converge_tol=0.01, converge_window=2, min_steps=10, device="cpu")
+    s = GridSettings(params=4000, layers=1, steps=500, steps_for={name: 300}, min_steps_for={name: 120}, converge_window=2, device="cpu")
     model = SeqModel(model_config(s, "conv", False, task))
     metrics = task.evaluate(model)
     assert gt.metric in metrics and gt.mode in ("min", "max")
     direction = 1 if gt.mode == "max" else -1  # the score rises when the watched metric improves
     better = {**metrics, gt.metric: metrics[gt.metric] + direction * 0.01 * (100 if gt.metric == "val_error_pct" else 1)}
     assert gt.score(better) > gt.score(metrics)
-    cfg = TrainConfig.load(train_config(s, 1e-3, 0, gt))
-    assert (cfg.converge_metric, cfg.converge_mode, cfg.converge_window, cfg.min_steps) == (gt.metric, gt.mode, 2, 10)
-    assert TrainConfig.load(train_config(GridSettings(), 1e-3, 0, gt)).converge_metric is None  # no rule unless asked
+    cfg = s.train_config(Cell("conv", False, name, "easy", 1e-3, 2))
+    assert (cfg.converge_metric, cfg.converge_mode, cfg.converge_window) == (gt.metric, gt.mode, 2)
+    assert (cfg.schedule, cfg.steps, cfg.min_steps, cfg.seed, cfg.lr) == ("wsd", 300, 120, 2, 1e-3)
+    other = s.train_config(Cell("conv", False, "copy" if name != "copy" else "flip", "easy", 1e-3, 0))
+    assert (other.steps, other.min_steps) == (500, 0)  # a task without its own: the defaults
 
 
-def test_the_stopping_line_separates_solved_plateaued_and_capped_cells():
-    import pandas as pd
+def test_settings_refuse_unknown_names_in_one_line():
+    from lib.config import ConfigError
+    from lib.studies.grid import GridSettings
 
-    from lib.studies.grid import stopping_line
+    with pytest.raises(ConfigError) as e:
+        GridSettings.load({"bodies": ["transformerx"]})
+    assert "\n" not in str(e.value) and "attention" in str(e.value) and "'transformerx'" in str(e.value)
+    for bad, words in [({"tasks": ["parity"]}, "tasks must be among"), ({"steps_for": {"parity": 10}}, "keys must be task names"),
+                       ({"lrs": [float("nan")]}, "lrs must be a finite number"), ({"lrs": [1e-3, float("inf")]}, "lrs must be"),
+                       ({"backend": "slurm"}, "backend must be one of"), ({"levels": ["medium"]}, "levels must be among"),
+                       ({"seeds": [0, 0]}, "must not repeat"), ({"min_steps_for": {"mqar": -1}}, "step counts >= 0"),
+                       ({"converge_tol": float("nan")}, "must be finite"), ({"grad_clip": float("inf")}, "must be finite")]:
+        with pytest.raises(ConfigError, match=words):
+            GridSettings.load(bad)
 
-    summ = pd.DataFrame([
-        {"task": "t", "body": "a", "looped": False, "score": 1.0, "steps": 300, "stop": "converged ×2"},
-        {"task": "t", "body": "c", "looped": False, "score": 0.03, "steps": 400, "stop": "converged ×2"},
-        {"task": "t", "body": "b", "looped": True, "score": 0.9, "steps": 700, "stop": "max_steps ×1, converged ×1"},
-        {"task": "u", "body": "a", "looped": False, "score": 0.2, "steps": 700, "stop": "max_steps ×2"},
-    ])
-    line = stopping_line(summ)
-    assert line.startswith("- Stopping: 1/4 cells converged on every seed at a score ≥ 0.5")
-    assert "1 converged on a plateau below 0.5" in line and "— t: c;" in line
-    assert "700-step cap stopped at least one seed of 2" in line and "— t: b (looped); u: a." in line
-    assert stopping_line(summ.iloc[:1]) == "- Stopping: 1/1 cells converged on every seed at a score ≥ 0.5."
+
+def test_dry_run_keeps_the_shapes_and_cuts_the_work():
+    s = profile("gpu")
+    d = s.dry_run()
+    assert (d.params, d.bodies, d.looped, d.layers, d.b, d.levels) == (s.params, s.bodies, s.looped, s.layers, s.b, s.levels[:1])
+    assert d.tasks == s.tasks[:2] and d.seeds == s.seeds[:1] and d.lrs == s.lrs[:1] and d.device == "cpu" and d.workers == 1
+    assert all(d.cap(t) == 2 for t in d.tasks) and d.steps_for == {}

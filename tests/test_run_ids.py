@@ -50,17 +50,18 @@ def test_looped_family_run_ids(profile, any_device):
     assert (len(names), digest(names)) == (n, sha)
 
 
-# The cpu profile's mqar and linear cells, every body plain then looped, at the first lr and seed (the mqar
-# cells as keyed since MQAR's vocabulary exceeds its length).
+# The cpu profile's mqar and linear cells, every body plain then looped, at the first lr and seed (keyed
+# since the grid sizes every body within 5 % of its target with a context of the task's length and trains
+# warmup-stable-decay with per-task caps).
 GRID = [
-    "attention-e32-L2-s0-2c48183136.pt", "attention-e48-L1-b4-T4-s0-116f744966.pt", "mamba-e48-L2-s0-1fdb578551.pt",
-    "mamba-e64-L1-b4-T4-s0-15a9ded120.pt", "ssd-e48-L2-s0-00c67eea6d.pt", "ssd-e64-L1-b4-T4-s0-ead42f4673.pt",
-    "conv-e64-L2-s0-21f817b1f6.pt", "conv-e96-L1-b4-T4-s0-50dddb75aa.pt", "mixer-e48-L2-s0-571544e82f.pt",
-    "mixer-e64-L1-b4-T4-s0-569830163c.pt", "hybrid-e32-L2-s0-97a3ce2a91.pt", "hybrid-e32-L2-b4-T4-s0-418ce2102a.pt",
-    "attention-e48-L2-s0-6e3435de04.pt", "attention-e64-L1-b4-T4-s0-b53fb0271c.pt", "mamba-e48-L2-s0-c103897b64.pt",
-    "mamba-e80-L1-b4-T4-s0-a15623aa4f.pt", "ssd-e64-L2-s0-6dabd5f316.pt", "ssd-e80-L1-b4-T4-s0-828c6f95d9.pt",
-    "conv-e96-L2-s0-c50c4de76c.pt", "conv-e128-L1-b4-T4-s0-5a360f45d3.pt", "mixer-e48-L2-s0-3878adcf81.pt",
-    "mixer-e80-L1-b4-T4-s0-f948fd0fdd.pt", "hybrid-e48-L2-s0-766980b3ae.pt", "hybrid-e48-L2-b4-T4-s0-4070394cf3.pt",
+    "attention-e22-L2-s0-2bff56f2e1.pt", "attention-e29-L1-b2-T2-s0-af02fe6e8a.pt", "mamba-e25-L2-s0-db14565c1c.pt",
+    "mamba-e34-L1-b2-T2-s0-a3aed87b78.pt", "ssd-e28-L2-s0-a834999ca6.pt", "ssd-e38-L1-b2-T2-s0-0152021ccc.pt",
+    "conv-e40-L2-s0-cd5539e203.pt", "conv-e49-L1-b2-T2-s0-6aa8404ed6.pt", "mixer-e20-L2-s0-57228c4b36.pt",
+    "mixer-e31-L1-b2-T2-s0-88933c81af.pt", "hybrid-e24-L2-s0-1380bbb025.pt", "hybrid-e24-L2-b2-T2-s0-a899272213.pt",
+    "attention-e28-L2-s0-f07fa42acb.pt", "attention-e39-L1-b2-T2-s0-ef2794af07.pt", "mamba-e32-L2-s0-f9ac7e81de.pt",
+    "mamba-e48-L1-b2-T2-s0-07c9b7e502.pt", "ssd-e36-L2-s0-c6f0c857e0.pt", "ssd-e52-L1-b2-T2-s0-21fccccad1.pt",
+    "conv-e57-L2-s0-36992a0269.pt", "conv-e80-L1-b2-T2-s0-09ee1ad360.pt", "mixer-e33-L2-s0-f913630f2c.pt",
+    "mixer-e48-L1-b2-T2-s0-b746f4f19d.pt", "hybrid-e31-L2-s0-32724ef747.pt", "hybrid-e31-L2-b2-T2-s0-f155aceeb3.pt",
 ]
 
 
@@ -70,9 +71,9 @@ def test_grid_run_ids():
     tasks = grid.tasks_of(s)
     names = []
     for key in [("mqar", "easy"), ("linear", "easy")]:
-        gt, task = tasks[key]
-        cfg = TrainConfig.load(grid.train_config(s, s.lrs[0], s.seeds[0], gt))
-        names += [checkpoint_for(grid.STUDY, grid.model_config(s, body, lp, task), task, cfg).name
+        _, task = tasks[key]
+        names += [checkpoint_for(grid.STUDY, grid.model_config(s, body, lp, task), task,
+                                 s.train_config(grid.Cell(body, lp, *key, s.lrs[0], s.seeds[0]))).name
                   for body in s.bodies for lp in s.looped]
     assert names == GRID
 

@@ -192,12 +192,24 @@ def thinker_addition_table() -> pd.DataFrame:
 
 # --- the block x task grid's anchors ---
 
-# Published findings beside the grid's cells of the same task.
-GRID_ANCHORS = pd.DataFrame([
-    {"source": "Mamba paper, selective copying (Gu & Dao 2023, Table 1; ssd_language_model.md §C)",
-     "task": "selective_mamba", "body": "S4 / Mamba", "published": "S4 18.3 % vs Mamba 99.8 % accuracy (length 4096, 16 tokens)"},
-    {"source": "Zoology (Arora et al. 2023), MQAR (no reference card)", "task": "mqar", "body": "attention vs gated convolutions",
-     "published": "attention solves MQAR at any width; gated convolutions need width growing with the number of pairs"},
+# Zoology (Arora et al. 2023), MQAR, the repository's iclr24_zoology_figure2 configs (no reference card):
+# vocabulary 8,192; (length, pairs) of (64, 4), (128, 8), (256, 16); 2 layers, d_model 64-512, attention with 1 head
+# and a position table of the sequence's length, no MLP; 100,000 training sequences x 64 epochs, batch 512 at
+# length <= 128; lr np.logspace(-4, -2, 4); one seed per cell; the best lr per cell is plotted.
+ZOOLOGY_MQAR = {
+    "metric": "accuracy at the query positions", "horizon": "64 epochs of 100,000 sequences",
+    "value": "attention solves MQAR (accuracy ~1) at every width and length tried; gated convolutions need a width growing with the pairs",
+    "budget": "6.4M sequences per run (100,000 x 64 epochs, batch 512), 4 lrs (1e-4 .. 1e-2) per cell, 1 seed, vocabulary 8,192",
+}
+
+# Published findings beside the grid's cells of the same task, each with the budget it was trained at.
+GRID_ANCHORS = [
+    {"source": "Mamba paper, selective copying (Gu & Dao 2023, Table 1; ssd_language_model.md §C)", "task": "selective_mamba",
+     "published": "S4 18.3 % vs Mamba 99.8 % accuracy (length 4096, vocabulary 16, 16 data tokens; 2 layers, D = 64)",
+     "budget": "400k steps x batch 64 = 25.6M sequences, lr 1e-4 constant, 1 run per model"},
+    {"source": "Zoology (Arora et al. 2023), MQAR (repository configs; no reference card)", "task": "mqar",
+     "published": ZOOLOGY_MQAR["value"], "budget": ZOOLOGY_MQAR["budget"]},
     {"source": "seed 000, selective copying with dilated CNNs (selective_copy.md §5)", "task": "selective_copy",
-     "body": "conv", "published": "6 layers k=9: 0.2035 val loss (non-causal, 1M samples); dilated 1-2-3-4-5-1 solves it"},
-])
+     "published": "6 layers k=9: 0.2035 val loss (non-causal); dilated 1-2-3-4-5-1 solves it",
+     "budget": "1M samples (15,630 steps x batch 64), 1 run per model"},
+]

@@ -1,53 +1,83 @@
-"""Figures of the block x task grid: a score heatmap and score against state size."""
+"""Figures of the block x task grid: score against training samples per task, and heatmaps of the
+final score and of samples-to-solve (lib.analysis.grid's verdicts)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
+from lib.analysis.grid import CellVerdict
+from lib.analysis.stats import t_band
 from lib.viz.curves import color
 
 
-def heatmap(summ: pd.DataFrame) -> Figure:
-    """Rows: body x plain/looped; columns: task (difficulty); cells: mean score with its 95 % interval."""
-    s = summ.assign(model=summ.body + np.where(summ.looped, " (looped)", ""), column=summ.task + "\n" + summ.difficulty)
-    mean = s.pivot(index="model", columns="column", values="score")
-    lo = s.pivot(index="model", columns="column", values="lo").reindex_like(mean)
-    hi = s.pivot(index="model", columns="column", values="hi").reindex_like(mean)
-    fig = Figure(figsize=(1.6 * mean.shape[1] + 2.5, 0.5 * mean.shape[0] + 1.8))
-    ax = fig.subplots()
-    im = ax.imshow(mean.values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    for i in range(mean.shape[0]):
-        for j in range(mean.shape[1]):
-            if not np.isnan(mean.values[i, j]):
-                ax.text(j, i, f"{mean.values[i, j]:.2f}\n[{lo.values[i, j]:.2f}, {hi.values[i, j]:.2f}]", ha="center", va="center",
-                        fontsize=6.5, color="white" if mean.values[i, j] < 0.6 else "black")
-    ax.set_xticks(range(mean.shape[1]), mean.columns, fontsize=7)
-    ax.set_yticks(range(mean.shape[0]), mean.index, fontsize=7)
-    ax.set_title("score: mean [95 % CI] over seeds", fontsize=9)
-    fig.colorbar(im, ax=ax, label="score (higher is better)")
-    fig.tight_layout()
-    return fig
-
-
-def score_vs_state(summ: pd.DataFrame, tasks: list[str]) -> Figure:
-    """Per recall task, score against the state size a model keeps (log scale), as zoology draws it."""
-    cols = min(3, len(tasks))
-    rows = -(-len(tasks) // cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax, task in zip(axes, tasks):
-        g = summ[summ.task == task]
-        for (body, looped), r in g.groupby(["body", "looped"]):
-            ax.errorbar(r.state_size, r.score, yerr=[r.score - r.lo, r.hi - r.score], fmt="s" if looped else "o", color=color(body),
-                        label=f"{body}{' (looped)' if looped else ''}", capsize=2, ms=5, mfc="none" if looped else None)
-        ax.set_xscale("log")
-        ax.set_xlabel("state size (numbers kept after the sequence)")
-        ax.set_ylabel("score")
-        ax.set_title(task)
+def curves(history: pd.DataFrame) -> Figure:
+    """Per task (and difficulty), the validation score against training samples: one line per body
+    (solid plain, dashed looped), the mean over seeds with a 95 % t-band; the shortcut ceiling
+    dotted. A seed that stopped early holds no later points, so the tail is the seeds still running."""
+    panels = list(history.groupby(["task", "difficulty"], sort=False))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, ((task, lv), h) in zip(axes, panels):
+        for (body, looped), g in h.groupby(["body", "looped"], sort=False):
+            by = g.groupby("samples")["score"]
+            mean = by.mean()
+            band = by.agg(lambda v: t_band(v) if len(v) > 1 else (v.iloc[0], v.iloc[0]))
+            ax.plot(mean.index, mean.values, ls="--" if looped else "-", color=color(body), label=f"{body}{' (looped)' if looped else ''}")
+            ax.fill_between(mean.index, [b[0] for b in band], [b[1] for b in band], color=color(body), alpha=0.12, lw=0)
+        ax.axhline(h["ceiling"].iloc[0], color="grey", ls=":", lw=1, label="shortcut ceiling")
+        ax.set_ylim(min(0.0, h["ceiling"].iloc[0]) - 0.05, 1.02)  # a regression's first evaluations can score far below 0
+        ax.set_xscale("symlog", linthresh=max(1, h["samples"][h["samples"] > 0].min()))
+        ax.set_xlabel("training samples (sequences)")
+        ax.set_ylabel("validation score")
+        ax.set_title(f"{task} ({lv})", fontsize=9)
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(tasks):]:
+    for ax in axes[len(panels):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def heatmaps(verdicts: list[CellVerdict]) -> Figure:
+    """Two heatmaps, models x tasks: the final score (mean [95 % CI] over seeds) and samples-to-solve
+    (median over seeds; a censored median, "> N", is drawn hatched in grey, never as a value)."""
+    rows = sorted({v.name for v in verdicts})
+    cols = list(dict.fromkeys(f"{v.task}\n{v.difficulty}" for v in verdicts))
+    at = {(v.name, f"{v.task}\n{v.difficulty}"): v for v in verdicts}
+    fig = Figure(figsize=(2 * (1.3 * len(cols) + 2.5), 0.45 * len(rows) + 1.8))
+    left, right = fig.subplots(1, 2)
+    score = np.array([[at[r, c].score if (r, c) in at else np.nan for c in cols] for r in rows])
+    im = left.imshow(score, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=left, label="final score (higher is better)")
+    solved = np.array([[at[r, c].solve.low if (r, c) in at and at[r, c].solve.known else np.nan for c in cols] for r in rows])
+    logs = np.log10(solved)
+    im2 = right.imshow(logs, cmap="magma_r", aspect="auto",
+                       vmin=np.nanmin(logs) if np.isfinite(logs).any() else 0, vmax=np.nanmax(logs) if np.isfinite(logs).any() else 1)
+    fig.colorbar(im2, ax=right, label="log10 samples-to-solve (fewer is better)")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            v = at.get((r, c))
+            if v is None:
+                continue
+            left.text(j, i, f"{v.score:.2f}\n[{v.lo:.2f}, {v.hi:.2f}]", ha="center", va="center", fontsize=6,
+                      color="white" if v.score < 0.6 else "black")
+            if not v.solve.known:
+                right.add_patch(_hatch(j, i))
+            right.text(j, i, str(v.solve), ha="center", va="center", fontsize=6,
+                       color="black" if not v.solve.known or math.log10(v.solve.low) < np.nanmean(logs) else "white")
+    for ax, title in ((left, "final score: mean [95 % CI] over seeds"), (right, "samples-to-solve (median over seeds; '> N': censored)")):
+        ax.set_xticks(range(len(cols)), cols, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _hatch(j: int, i: int) -> Rectangle:
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", hatch="///", edgecolor="0.6", lw=0)
