@@ -7,12 +7,9 @@ from lib import run
 from lib.paths import CONFIGS
 
 PROFILES = sorted(p for p in [*CONFIGS.glob("*/gpu.yml"), *CONFIGS.glob("*/paper.yml")] if p.parent.name != "looped")
-# A dry run needs the notebook's settings class (its dry_run says what to cut); the grid's is its own branch's.
-PENDING = {"block_task_grid": "GridSettings as a lib.studies.StudySettings, named in the grid notebook's metadata"}
 
 
-@pytest.mark.parametrize("config", [pytest.param(p, marks=pytest.mark.xfail(reason=PENDING[p.parent.name], strict=False))
-                                    if p.parent.name in PENDING else p for p in PROFILES],
+@pytest.mark.parametrize("config", PROFILES,
                          ids=[f"{p.parent.name}/{p.stem}" for p in PROFILES])
 def test_gpu_profile_dry_run(config, tmp_path, capsys):
     assert run.main([config.parent.name, "--config", str(config), "--dry-run", "--out", str(tmp_path)]) == 0

@@ -259,7 +259,7 @@ def test_settings_refuse_unknown_names_in_one_line():
     assert "\n" not in str(e.value) and "attention" in str(e.value) and "'transformerx'" in str(e.value)
     for bad, words in [({"tasks": ["parity"]}, "tasks must be among"), ({"steps_for": {"parity": 10}}, "keys must be task names"),
                        ({"lrs": [float("nan")]}, "lrs must be a finite number"), ({"lrs": [1e-3, float("inf")]}, "lrs must be"),
-                       ({"backend": "slurm"}, "backend must be one of"), ({"levels": ["medium"]}, "levels must be among"),
+                       ({"backend": "slurm"}, "backend = .slurm.; allowed"), ({"levels": ["medium"]}, "levels must be among"),
                        ({"seeds": [0, 0]}, "must not repeat"), ({"min_steps_for": {"mqar": -1}}, "step counts >= 0"),
                        ({"converge_tol": float("nan")}, "must be finite"), ({"grad_clip": float("inf")}, "must be finite")]:
         with pytest.raises(ConfigError, match=words):

@@ -11,17 +11,10 @@ from lib import run
 from lib.config import ConfigError, read_config
 from lib.notebooks import cell_parameters, load_settings, notebook_path, profile_settings, settings_class
 from lib.paths import CONFIGS, NOTEBOOKS
-from lib.studies import StudySettings, lm, looped, selective_copy, thinker
+from lib.studies import StudySettings, grid, lm, looped, selective_copy, thinker
 from lib.train import TrainConfig
 
 NBS = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
-# GridSettings and the grid notebook's metadata belong to the grid's own branch.
-PENDING = {"block_task_grid": "GridSettings as a StudySettings, named in the grid notebook's metadata (the grid branch)"}
-
-
-def pending(values, notebook_of=lambda v: v):
-    return [pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=pytest.mark.xfail(reason=PENDING[notebook_of(v)], strict=False))
-            if notebook_of(v) in PENDING else v for v in values]
 
 
 def runs_of(s: StudySettings) -> list:
@@ -32,10 +25,12 @@ def runs_of(s: StudySettings) -> list:
         return [c.name for c in s.model_configs(s.vocab)]
     if isinstance(s, looped.Settings):
         return [c.name for c in s.model_configs()]
+    if isinstance(s, grid.GridSettings):
+        return grid.expand(s)
     return [None]
 
 
-@pytest.mark.parametrize("nb", pending(NBS))
+@pytest.mark.parametrize("nb", NBS)
 def test_every_notebook_names_a_settings_class_holding_each_of_its_parameters(nb):
     cls = settings_class(notebook_path(nb))
     assert cls is not None and issubclass(cls, StudySettings), f"{nb}: no metadata seqlab.settings naming a StudySettings"
@@ -91,7 +86,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("nb, text, names", pending(BAD, lambda v: v[0]), ids=[f"{b[0]}: {b[1].strip()}" for b in BAD])
+@pytest.mark.parametrize("nb, text, names", BAD, ids=[f"{b[0]}: {b[1].strip()}" for b in BAD])
 def test_a_bad_config_is_one_line_naming_the_key_before_any_kernel(nb, text, names, tmp_path, monkeypatch, capsys):
     def execute(*a, **k):
         raise AssertionError("a kernel would start")
@@ -108,7 +103,7 @@ def test_a_bad_config_is_one_line_naming_the_key_before_any_kernel(nb, text, nam
 PROFILES = sorted(p for p in CONFIGS.glob("*/*.yml") if p.parent.name != "looped")
 
 
-@pytest.mark.parametrize("config", pending(PROFILES, lambda p: p.parent.name), ids=[f"{p.parent.name}/{p.stem}" for p in PROFILES])
+@pytest.mark.parametrize("config", PROFILES, ids=[f"{p.parent.name}/{p.stem}" for p in PROFILES])
 def test_a_dry_run_trains_a_few_steps_of_one_seed_on_the_cpu(config, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a gpu profile's settings load on any machine
     nb = notebook_path(config.parent.name)
@@ -116,7 +111,7 @@ def test_a_dry_run_trains_a_few_steps_of_one_seed_on_the_cpu(config, monkeypatch
     dry = s.dry_run()
     assert type(dry) is type(s) and (dry.device, dry.workers, dry.backend) == ("cpu", 1, "processes")
     assert all(dry.train_config(r).steps <= 2 for r in runs_of(dry))
-    seeds = {f.name: getattr(dry, f.name) for f in dataclasses.fields(dry) if f.name.endswith("seeds") and getattr(dry, f.name)}
+    seeds = {f.name: getattr(dry, f.name) for f in dataclasses.fields(dry) if f.name.endswith("seeds") and isinstance(getattr(dry, f.name), (list, tuple)) and getattr(dry, f.name)}
     assert seeds and all(len(v) == 1 for v in seeds.values()), seeds
     if isinstance(dry, looped.Settings):
         assert 1 <= len(dry.model_configs()) <= 3 and (dry.n_dims, dry.points, dry.n_embd) == (s.n_dims, s.points, s.n_embd)

@@ -37,13 +37,12 @@ import pandas as pd
 from lib.analysis import ceilings
 from lib.analysis.grid import ERROR_FLOOR, choose_lr
 from lib.analysis.solve import samples_to_solve
-from lib.config import Config
 from lib.contracts import GridTask
 from lib.models import bodies
 from lib.models.bodies import BodyConfig, state_size
 from lib.models.seq import SeqConfig, SeqModel
-from lib.studies import eval_every
-from lib.sweep import BACKENDS, train_missing, train_sweep
+from lib.studies import StudySettings, eval_every
+from lib.sweep import train_missing, train_sweep
 from lib.tasks.algo_sequence import AlgoSequence
 from lib.tasks.algorithmic import AlgorithmicConfig
 from lib.tasks.recall import Recall, RecallConfig
@@ -122,7 +121,7 @@ def _positive(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True)
-class GridSettings(Config):
+class GridSettings(StudySettings):
     """The grid's parameters, typed (the notebook's parameters cell and configs/block_task_grid/*.yml)."""
 
     bodies: tuple[str, ...] = ("attention", "mamba", "ssd", "conv", "mixer", "hybrid")
@@ -146,14 +145,10 @@ class GridSettings(Config):
     plateau_departure: float = 0.1  # and only once it left its step-0 value by this fraction
     decay_fraction: float = 0.2  # the decay after the plateau or the cap: this fraction of the steps so far
     grad_clip: float | None = 1.0
-    device: str = "auto"
-    workers: int = 1  # CPU processes training missing runs side by side (backend: processes)
-    backend: str = "processes"  # processes | ray
-    ray_address: str | None = None  # ray: a cluster ('auto', 'ray://host:10001'); None: a local Ray
-    gpus_per_run: float = 0.0  # ray: the GPU share each run asks for
     batch_seeds: str = "auto"  # auto | true | false: seeds and lrs of a model as one batched model (lib.batched; auto: on CUDA)
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "bodies", tuple(bodies.resolve(b, "bodies") for b in self.bodies))
         for key in ("bodies", "tasks", "levels", "looped", "lrs", "seeds"):
             if not getattr(self, key):
@@ -175,15 +170,11 @@ class GridSettings(Config):
             _positive("lrs", lr)
         if bad := {f.name: v for f in dataclasses.fields(self) if isinstance(v := getattr(self, f.name), float) and not math.isfinite(v)}:
             raise ValueError(f"must be finite numbers: {bad}")
-        if self.params < 1000 or self.b < 2 or self.layers < 1 or self.evals < 1 or self.workers < 1:
-            raise ValueError(f"need params >= 1000, b >= 2, layers >= 1, evals >= 1, workers >= 1; got "
-                             f"{self.params}, {self.b}, {self.layers}, {self.evals}, {self.workers}")
+        if self.params < 1000 or self.b < 2 or self.layers < 1 or self.evals < 1:
+            raise ValueError(f"need params >= 1000, b >= 2, layers >= 1, evals >= 1; got "
+                             f"{self.params}, {self.b}, {self.layers}, {self.evals}")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.lrs)) != len(self.lrs):
             raise ValueError(f"seeds and lrs must not repeat, got {list(self.seeds)} and {list(self.lrs)}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
-        if not (math.isfinite(self.gpus_per_run) and self.gpus_per_run >= 0):
-            raise ValueError(f"gpus_per_run must be a finite number >= 0, got {self.gpus_per_run}")
         if self.batch_seeds not in ("auto", "true", "false"):
             raise ValueError(f"batch_seeds must be one of ['auto', 'false', 'true'], got {self.batch_seeds!r}")
         self.train_config(Cell(self.bodies[0], self.looped[0], self.tasks[0], self.levels[0], self.lrs[0], self.seeds[0]))
@@ -204,14 +195,12 @@ class GridSettings(Config):
             converge_window=self.converge_window, min_steps=min(self.min_steps_for.get(run.task, self.min_steps), cap),
             plateau_departure=self.plateau_departure)
 
-    def dry_run(self) -> "GridSettings":
+    def dry_changes(self) -> dict:
         """The same grid's shapes and code paths at a few steps: two tasks, one level, one lr and
         seed, a cap of 2 steps, on the CPU, in one process."""
-        tasks = self.tasks[:2]
-        return dataclasses.replace(
-            self, tasks=tasks, levels=self.levels[:1], lrs=self.lrs[:1], seeds=self.seeds[:1], steps=2, min_steps=0, evals=1,
-            steps_for={}, min_steps_for={}, warmup_steps=0, batch_size=min(self.batch_size, 4), device="cpu", workers=1,
-            backend="processes", ray_address=None, gpus_per_run=0.0)
+        return {**super().dry_changes(), "tasks": self.tasks[:2], "levels": self.levels[:1], "lrs": self.lrs[:1],
+                "seeds": self.seeds[:1], "steps": 2, "min_steps": 0, "evals": 1, "steps_for": {}, "min_steps_for": {},
+                "warmup_steps": 0, "batch_size": min(self.batch_size, 4)}
 
 
 @dataclass(frozen=True)
@@ -342,11 +331,6 @@ class GridResult:
     sweep: pd.DataFrame  # the lr sweep: one row per (task, level, body, plain/looped, lr) on the first seed
 
 
-def _keys(cfg: TrainConfig) -> dict:
-    """lib.sweep's form of a TrainConfig (its keys, seed aside: the sweep sets each run's)."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}
-
-
 def run(s: GridSettings) -> GridResult:
     """Train (or load) every run, then score. Two passes, each training its missing runs side by
     side (`workers`, `backend`): the lr sweep on the first seed, then the other seeds at each
@@ -362,7 +346,7 @@ def run(s: GridSettings) -> GridResult:
                       STUDY, s.workers, cost=step_cost, **how)
 
     def load(k, lr, seeds):  # (history, {(name, seed): model}) of finished runs
-        return train_sweep(SeqModel, [models[k]], tasks[k[:2]][1], _keys(s.train_config(cell(k, lr, seeds[0]))),
+        return train_sweep(SeqModel, [models[k]], tasks[k[:2]][1], s.train_config(cell(k, lr, seeds[0])),
                            seeds=list(seeds), study=STUDY)
 
     def solve(h, k):
