@@ -30,6 +30,13 @@ def table(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> None:
     display(Markdown(markdown_table(df, floatfmt, index)))
 
 
+def markdown(text: str) -> None:
+    """Show Markdown text (a study's findings) in the notebook and its report."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> str:
     """A Markdown table: NaN as a blank cell, integer counts as 19,000 (not 1.9e+04), other numbers `floatfmt`."""
     out = df.reset_index() if index else df.copy()

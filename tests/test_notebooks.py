@@ -1,5 +1,6 @@
 """Committed notebooks stay clean (lib/nbclean.py, the git filter), run from a fresh kernel, and each declares what to expect."""
 import json
+import re
 import sys
 import subprocess
 from pathlib import Path
@@ -29,7 +30,8 @@ def test_committed_notebooks_hold_no_outputs(path: Path):
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
 def test_each_notebook_sets_up_through_lib_setup(path: Path):
     code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    assert "lib.setup(" in code and "%matplotlib" not in code  # lib.setup draws figures inline
+    assert re.search(r"^from lib import .*\bsetup\b", code, re.M) and f'setup("{path.name}"' in code
+    assert "%matplotlib" not in code  # lib.setup draws figures inline
 
 
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
