@@ -104,8 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = pick(args.device)
     clock = time.process_time if device.type == "cpu" else time.perf_counter
-    gt = TASKS["mqar"]["easy"]
-    task = gt.build()
+    task = TASKS["mqar"]["easy"].build()
     settings = GridSettings()
     cfg = TrainConfig(batch_size=settings.batch_size, lr=1e-3, warmup_steps=0, grad_clip=1.0, device=args.device, compile=False)
     print(machine(device))
@@ -116,7 +115,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     per_hour = lambda s: 3600 / (s * RUN_STEPS)
     for body in args.bodies:
-        mcfg = model_config(settings, body, False, task, gt)
+        mcfg = model_config(settings, body, False, task)
         params = SeqModel(mcfg).n_params()
         separate(mcfg, task, cfg, 1, 1, clock), batched(mcfg, task, cfg, 2, 1, clock)  # burn-in: first calls, lazy set-up
         for S in args.seeds:
