@@ -165,53 +165,53 @@ def family_profiles() -> list[str]:
 
 
 @dataclass(frozen=True)
-class LoopedVsStandard(Settings):
+class ReadsPastB(Settings):
+    """A notebook that reads its looped models past b: error vs iterations up to iters_factor * b."""
+
+    iters_factor: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        _at_least(self, "iters_factor")
+
+    def dry_changes(self) -> dict:
+        return {**super().dry_changes(), "iters_factor": min(self.iters_factor, 2)}
+
+
+@dataclass(frozen=True)
+class LoopedVsStandard(ReadsPastB):
     """looped_vs_standard: looped 1-layer bodies against standard transformers."""
 
-    iters_factor: int = 10  # error vs loop iterations up to iters_factor * b
     family_profile: str | None = None  # a profile (e.g. "cpu"): also state what training the whole family costs there
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least(self, "iters_factor")
         if self.family_profile is not None and self.family_profile not in family_profiles():
             raise ValueError(f"family_profile = {self.family_profile!r}; the family's profiles: {family_profiles()}")
 
-    def dry_changes(self) -> dict:
-        return {**super().dry_changes(), "iters_factor": min(self.iters_factor, 2)}
-
 
 @dataclass(frozen=True)
-class LoopedNLayers(Settings):
+class LoopedNLayers(ReadsPastB):
     """looped_n_layers: loop bodies of several depths."""
 
-    iters_factor: int = 10
     plateau_level: float = 0.5  # "left the plateau": first evaluation with validation error below this
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least(self, "iters_factor")
         if not self.plateau_level > 0:
             raise ValueError(f"plateau_level = {self.plateau_level}; must be > 0")
 
-    def dry_changes(self) -> dict:
-        return {**super().dry_changes(), "iters_factor": min(self.iters_factor, 2)}
-
 
 @dataclass(frozen=True)
-class LearnableLoopLr(Settings):
+class LearnableLoopLr(ReadsPastB):
     """learnable_loop_lr: a learnable injection scale (inject: scalar) against its controls."""
 
     iters_factor: int = 4
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least(self, "iters_factor")
         if not any(c.inject == "scalar" for c in self.model_configs()):
             raise ValueError("sweep needs a run with inject: scalar (the learnable scale this study is about)")
-
-    def dry_changes(self) -> dict:
-        return {**super().dry_changes(), "iters_factor": min(self.iters_factor, 2)}
 
     def dry_sweep(self, runs: list[dict]) -> list[dict]:
         kept = first_and_last(runs)
@@ -219,16 +219,14 @@ class LearnableLoopLr(Settings):
 
 
 @dataclass(frozen=True)
-class MambaVsLoopedTf(Settings):
+class MambaVsLoopedTf(ReadsPastB):
     """mamba_vs_looped_tf: every body looped, on one or more regression kinds."""
 
     kinds: list[str] = field(default_factory=lambda: ["linear"])
     plain_seeds: list[int] | None = None  # seeds of the non-looped models (None: `seeds`)
-    iters_factor: int = 10
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least(self, "iters_factor")
         if not self.kinds or not set(self.kinds) <= set(KINDS):
             raise ValueError(f"kinds = {self.kinds}; give at least one of {list(KINDS)}")
         if self.plain_seeds is not None:
@@ -241,7 +239,7 @@ class MambaVsLoopedTf(Settings):
         return self.plain_seeds if self.plain_seeds is not None and not c.looped else self.seeds
 
     def dry_changes(self) -> dict:
-        return {**super().dry_changes(), "iters_factor": min(self.iters_factor, 2), "kinds": self.kinds[:1],
+        return {**super().dry_changes(), "kinds": self.kinds[:1],
                 "plain_seeds": self.plain_seeds[:1] if self.plain_seeds else self.plain_seeds}
 
 
