@@ -50,7 +50,8 @@ class Settings(StudySettings):
     def __post_init__(self):
         super().__post_init__()
         SelectiveCopyConfig(n_items=self.n_items, area=self.area, val_size=self.val_size)  # validates the task's sizes
-        self.model_configs()  # validates the sweep
+        if not self.model_configs():  # validates the sweep
+            raise ValueError("sweep is empty; give at least one model (a run or a {grid: ...})")
         check_seed_list(self.seeds, "seeds")
         for key in ("samples", "batch_size", "evals", "n_show"):
             if getattr(self, key) < 1:
