@@ -7,7 +7,6 @@ checkpoints (the loss-surface study) build identical runs, hence identical check
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -88,11 +87,11 @@ def model_configs(p: dict | Settings) -> list[ConvTextConfig]:
     return settings(p).model_configs()
 
 
-def runs(p: dict | Settings) -> tuple[SelectiveCopy, list[ConvTextConfig], dict]:
-    """(task, model configs, the TrainConfig's keys for the notebook's table) from the selective_copy
-    notebook's parameters `p`. The training itself uses Settings.train_config()."""
+def runs(p: dict | Settings) -> tuple[SelectiveCopy, list[ConvTextConfig], TrainConfig]:
+    """(task, model configs, the TrainConfig every run trains with, seed aside) from the
+    selective_copy notebook's parameters `p`."""
     s = settings(p)
-    return make_task(s), s.model_configs(), dataclasses.asdict(s.train_config())
+    return make_task(s), s.model_configs(), s.train_config()
 
 
 def make_task(s: Settings) -> SelectiveCopy:
