@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from lib.config import Config
-from lib.models.ssm import CausalConv, RMSNorm, SSMBackbone
+from lib.models.ssm import CausalConv, SSMBackbone
 
 
 def scan_ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -249,13 +249,11 @@ def ssd_chunked(x, a, b, c, chunk: int, h0=None, final_state: bool = True, dt=No
     The mixer's scaling and skip come fused when given: dt (B, T, H) makes the inputs x * dt, and D (H,)
     adds D x to y."""
     Bsz, T, H, P = x.shape
-    G = b.shape[2]
     chunk = min(chunk, T)  # a sequence shorter than a chunk is one chunk (no padding work)
     pad = (-T) % chunk
     if pad:  # zero inputs and zero log-decay (exp = 1) change nothing
         x, a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, a, b, c))
         dt = None if dt is None else F.pad(dt, (0, 0, 0, pad))
-    K = x.shape[1] // chunk
     xk = rearrange(x, "b (k q) h p -> b k q h p", q=chunk)  # views: no copies
     bk, ck = (rearrange(t, "b (k q) g n -> b k q g n", q=chunk) for t in (b, c))
     dtk = None if dt is None else rearrange(dt, "b (k q) h -> b k q h", q=chunk)
